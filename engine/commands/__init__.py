@@ -1,0 +1,1 @@
+"""One module per ``octguide`` subcommand, each exposing ``register(subparsers)``."""

@@ -1,0 +1,1 @@
+"""Segmentation network definition, training, export, manifest and runtime backends."""

@@ -1,0 +1,1 @@
+"""Frame sources and sinks: pullback geometry, the phantom, DICOM IVOCT and native files."""
