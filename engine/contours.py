@@ -57,7 +57,9 @@ def _vector(name: str, values: object, min_len: int = 1) -> np.ndarray:
     """``values`` as a 1-D float64 array of at least ``min_len`` elements, else ValueError."""
     array = np.asarray(values, dtype=np.float64)
     if array.ndim != 1 or array.size < min_len:
-        raise ValueError(f"{name} must be 1-D with at least {min_len} elements, got shape {array.shape}")
+        raise ValueError(
+            f"{name} must be 1-D with at least {min_len} elements, got shape {array.shape}"
+        )
     return array
 
 
@@ -163,7 +165,8 @@ def polar_to_xy(radius_mm: object, angles_rad: object) -> tuple[np.ndarray, np.n
     angles = _vector("angles_rad", angles_rad)
     if radius.shape != angles.shape:
         raise ValueError(
-            f"radius_mm and angles_rad must have the same shape, got {radius.shape} and {angles.shape}"
+            "radius_mm and angles_rad must have the same shape, "
+            f"got {radius.shape} and {angles.shape}"
         )
     return radius * np.cos(angles), radius * np.sin(angles)
 
@@ -232,7 +235,9 @@ def polygon_centroid(x: object, y: object) -> tuple[float, float]:
     return cx + x0, cy + y0
 
 
-def _rays_in_intervals(low_rad: np.ndarray, width_rad: np.ndarray, n_rays: int) -> tuple[np.ndarray, np.ndarray]:
+def _rays_in_intervals(
+    low_rad: np.ndarray, width_rad: np.ndarray, n_rays: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Every (interval, ray) pair where ray ``k`` (angle ``2*pi*k/n_rays``) lies in an angular
     interval ``[low, low + width]``; ray indices are unwrapped (take them modulo ``n_rays``)."""
     ray_step = _TWO_PI / n_rays
@@ -498,7 +503,9 @@ class RayProfiles:
         return self.first_distance_mm - self.lumen_distance_mm
 
 
-def _uniform_axis(name: str, values: np.ndarray, expected_step: float | None) -> tuple[float, float]:
+def _uniform_axis(
+    name: str, values: np.ndarray, expected_step: float | None
+) -> tuple[float, float]:
     """First value and step of an equally spaced, increasing axis, else ValueError."""
     if values.size < 2:
         raise ValueError(f"{name} needs at least 2 elements, got {values.size}")
@@ -624,9 +631,8 @@ def ray_profiles(
                 flat, n_cols, n_rows, first_radius, column_step, first_angle, row_step,
                 cx, cy, ux[rays], uy[rays], first_step[rays], stop_step[rays], step_mm,
             )  # fmt: skip
-            hit[rays], first[rays], thickness[rays], truncated[rays] = (
-                block_hit, block_first, block_thickness, block_cut
-            )
+            hit[rays], first[rays] = block_hit, block_first
+            thickness[rays], truncated[rays] = block_thickness, block_cut
     return RayProfiles(angles, hit, first, thickness, truncated, lumen)
 
 
@@ -665,7 +671,9 @@ def _ray_windows(
     closest = np.hypot(along * ux - cx, along * uy - cy)
     near_angle = np.arctan2(near * uy - cy, near * ux - cx)
     far_angle = np.arctan2(far * uy - cy, far * ux - cx)
-    farthest = np.maximum(np.hypot(near * ux - cx, near * uy - cy), np.hypot(far * ux - cx, far * uy - cy))
+    farthest = np.maximum(
+        np.hypot(near * ux - cx, near * uy - cy), np.hypot(far * ux - cx, far * uy - cy)
+    )
     sweep = (far_angle - near_angle + np.pi) % _TWO_PI - np.pi
     covers_centre = closest <= reach
     widen = np.arcsin(np.minimum(reach / np.maximum(closest, 1e-300), 1.0)) + 1e-6
@@ -726,7 +734,8 @@ def _profile_block(
     row = np.rint((np.arctan2(py, px) - f32(offset)) * f32(1.0 / row_step))
     row += f32(n_rows) * (row < 0)
     row -= f32(n_rows) * (row >= n_rows)
-    index = row.astype(np.int32) * np.int32(n_cols) + np.clip(column, 0, n_cols - 1).astype(np.int32)
+    column_index = np.clip(column, 0, n_cols - 1).astype(np.int32)
+    index = row.astype(np.int32) * np.int32(n_cols) + column_index
     inside = flat_mask[index] & imaged
 
     any_hit = inside.any(axis=1)
