@@ -1,0 +1,191 @@
+"""Configuration: defaults from DOMAIN.md, strict keys, range checks, TOML loading, audit hash."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import doctest
+from pathlib import Path
+
+import pytest
+
+from engine import config as config_module
+from engine.config import Config, ConfigError, GuidanceConfig, describe, load_config
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "guidance_rules.md"
+
+
+def test_doctests_pass():
+    result = doctest.testmod(config_module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_imports_nothing_from_the_project():
+    tree = ast.parse(Path(config_module.__file__).read_text())
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    assert not {m for m in modules if m and m.split(".")[0] in {"engine", "streams", "models"}}
+
+
+def test_defaults_are_the_published_thresholds():
+    g = GuidanceConfig()
+    assert (g.reference_window_pre_mm, g.reference_window_post_mm) == (10.0, 5.0)
+    assert (g.eel_visible_arc_deg, g.diameter_step_mm) == (180.0, 0.25)
+    assert g.stent_lengths_mm == (8.0, 12.0, 15.0, 18.0, 23.0, 28.0, 33.0, 38.0)
+    assert g.landing_plaque_free_arc_deg == 220.0
+    assert (g.calcium_arc_deg, g.calcium_thickness_mm, g.calcium_length_mm) == (180.0, 0.5, 5.0)
+    assert (g.tcfa_cap_thickness_um, g.tcfa_lipid_arc_deg) == (65.0, 90.0)
+    assert (g.malapposition_threshold_um, g.malapposition_relevant_um) == (110.0, 200.0)
+    assert g.malapposition_relevant_length_mm == 1.0
+    assert (g.expansion_optimal_pct, g.expansion_acceptable_pct, g.msa_min_mm2) == (95.0, 90.0, 4.5)
+    assert (g.dissection_flap_um, g.dissection_major_arc_deg, g.dissection_major_length_mm) == (
+        200.0,
+        60.0,
+        3.0,
+    )
+    assert g.dissection_edge_window_mm == 5.0
+
+
+def test_every_field_has_unit_range_source_and_doc():
+    for row in describe(GuidanceConfig):
+        assert row["unit"] and row["source"] and row["doc"], row["name"]
+        values = row["value"] if isinstance(row["value"], list) else [row["value"]]
+        assert all(row["low"] <= v <= row["high"] for v in values), row["name"]
+
+
+def test_every_field_is_documented_in_the_rules_document():
+    text = DOCS.read_text()
+    missing = [row["name"] for row in describe(GuidanceConfig) if f"`{row['name']}`" not in text]
+    assert not missing
+
+
+def test_unknown_keys_are_named_with_the_valid_ones():
+    with pytest.raises(ConfigError) as err:
+        GuidanceConfig.from_dict({"malaposition_threshold_um": 120})
+    message = str(err.value)
+    assert "'malaposition_threshold_um'" in message and "[guidance]" in message
+    assert "malapposition_threshold_um" in message.split("valid keys:")[1]
+    with pytest.raises(ConfigError, match=r"unknown section \[backend\]; valid sections: guidance"):
+        Config.from_dict({"backend": {}})
+
+
+@pytest.mark.parametrize("row", describe(GuidanceConfig), ids=lambda r: r["name"])
+def test_out_of_range_values_name_the_field(row):
+    name = row["name"]
+    for bad in (row["low"] - 1.0, row["high"] + 1.0):
+        value = [bad] if isinstance(row["value"], list) else bad
+        with pytest.raises(ConfigError, match=rf"guidance\.{name}(\[0\])?={bad:g} is outside"):
+            GuidanceConfig.from_dict({name: value})
+
+
+@pytest.mark.parametrize("bad", [True, "180", None, float("nan"), float("inf"), [180.0]])
+def test_non_numbers_are_rejected(bad):
+    with pytest.raises(ConfigError, match="calcium_arc_deg"):
+        GuidanceConfig(calcium_arc_deg=bad)
+
+
+@pytest.mark.parametrize(
+    ("lengths", "match"),
+    [
+        ([8, 12, 12], "strictly increasing"),
+        ([12, 8], "strictly increasing"),
+        ([], "empty"),
+        ([8, -1], r"stent_lengths_mm\[1\]=-1 is outside"),
+        (15, "list of numbers"),
+        ("8, 12", "list of numbers"),
+        ({"a": 8}, "list of numbers"),
+        ([8, "12"], r"stent_lengths_mm\[1\] must be a number"),
+    ],
+)
+def test_stent_lengths_must_be_sorted_positive_numbers(lengths, match):
+    with pytest.raises(ConfigError, match=match):
+        GuidanceConfig(stent_lengths_mm=lengths)
+
+
+def test_acceptable_expansion_may_not_exceed_optimal():
+    with pytest.raises(ConfigError, match="expansion_acceptable_pct=96 must not exceed"):
+        GuidanceConfig(expansion_acceptable_pct=96.0)
+    assert GuidanceConfig(expansion_acceptable_pct=95.0).expansion_acceptable_pct == 95.0
+
+
+def test_integers_become_floats_and_the_config_is_frozen():
+    g = GuidanceConfig(calcium_arc_deg=200, stent_lengths_mm=[10, 20])
+    assert isinstance(g.calcium_arc_deg, float) and g.stent_lengths_mm == (10.0, 20.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        g.calcium_arc_deg = 100.0  # type: ignore[misc]
+
+
+def test_round_trip_and_hash():
+    custom = Config.from_dict(
+        {"guidance": {"malapposition_threshold_um": 160, "stent_lengths_mm": [9, 13]}}
+    )
+    assert Config.from_dict(custom.to_dict()) == custom
+    assert Config.from_dict(custom.to_dict()).config_hash() == custom.config_hash()
+    same = Config.from_dict(
+        {"guidance": {"malapposition_threshold_um": 160.0, "stent_lengths_mm": [9.0, 13.0]}}
+    )
+    assert same.config_hash() == custom.config_hash()  # 160 and 160.0 are the same setting
+    assert Config().config_hash() != custom.config_hash()
+    assert len(custom.config_hash()) == 64 and int(custom.config_hash(), 16) >= 0
+    assert Config.from_dict({}) == Config()
+
+
+def test_default_hash_is_stable():
+    # Changing a default threshold changes every audit record: do it on purpose, then update this.
+    assert Config().config_hash() == (
+        "4ecf2f929b735bcec82c8fe011bdce0a1719378ee9770954660812117f14fd4e"
+    )
+
+
+def test_config_rejects_a_wrong_section_type():
+    with pytest.raises(ConfigError, match="GuidanceConfig"):
+        Config(guidance={"calcium_arc_deg": 180.0})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="table"):
+        Config.from_dict([("guidance", {})])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"\[guidance\] must be a table"):
+        Config.from_dict({"guidance": 5})
+
+
+def test_load_config_from_toml(tmp_path):
+    path = tmp_path / "octguide.toml"
+    path.write_text(
+        "[guidance]\n"
+        "malapposition_threshold_um = 160\n"
+        "stent_lengths_mm = [8, 12, 16, 20]\n"
+        "tcfa_lipid_arc_deg = 180.0\n"
+    )
+    cfg = load_config(path)
+    assert cfg.guidance.malapposition_threshold_um == 160.0
+    assert cfg.guidance.stent_lengths_mm == (8.0, 12.0, 16.0, 20.0)
+    assert cfg.guidance.tcfa_lipid_arc_deg == 180.0
+    assert cfg.guidance.calcium_arc_deg == 180.0  # untouched default
+    assert load_config(str(path)) == cfg
+
+
+def test_load_config_errors_start_with_the_path(tmp_path):
+    bad_key = tmp_path / "bad_key.toml"
+    bad_key.write_text("[guidance]\ncalcium_arc = 180\n")
+    with pytest.raises(ConfigError, match=rf"^{bad_key}: unknown key 'calcium_arc'"):
+        load_config(bad_key)
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("[guidance\n")
+    with pytest.raises(ConfigError, match=rf"^{bad_toml}: invalid TOML"):
+        load_config(bad_toml)
+    missing = tmp_path / "missing.toml"
+    with pytest.raises(ConfigError, match=rf"^{missing}: cannot read"):
+        load_config(missing)
+    out_of_range = tmp_path / "range.toml"
+    out_of_range.write_text("[guidance]\nmsa_min_mm2 = 0\n")
+    with pytest.raises(ConfigError, match=r"guidance\.msa_min_mm2=0 is outside 0.5..20 mm2"):
+        load_config(out_of_range)
+
+
+def test_describe_an_instance_shows_its_values():
+    rows = {r["name"]: r for r in describe(GuidanceConfig(calcium_arc_deg=200.0))}
+    assert rows["calcium_arc_deg"]["value"] == 200.0
+    assert rows["stent_lengths_mm"]["value"] == [8.0, 12.0, 15.0, 18.0, 23.0, 28.0, 33.0, 38.0]
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
