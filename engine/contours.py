@@ -594,9 +594,10 @@ def ray_profiles(
     first_radius, column_step = _uniform_axis("column_radius_mm", radius_axis, None)
     first_angle, row_step = _uniform_axis("angles_rad", angle_axis, _TWO_PI / n_rows)
     n = _ray_count(n_rays)
-    cx, cy = (float(v) for v in centre_xy)
-    if not (np.isfinite(cx) and np.isfinite(cy)):
-        raise ValueError(f"centre_xy ({cx}, {cy}) must be finite")
+    centre = np.asarray(centre_xy, dtype=np.float64)
+    if centre.shape != (2,) or not np.all(np.isfinite(centre)):
+        raise ValueError(f"centre_xy must be two finite numbers (x, y) in mm, got {centre_xy!r}")
+    cx, cy = float(centre[0]), float(centre[1])
     if not (np.isfinite(step_mm) and step_mm > 0.0):
         raise ValueError(f"step_mm must be positive, got {step_mm}")
 

@@ -366,12 +366,15 @@ def test_sector_arc_distance_and_thickness_about_an_eccentric_centre(mid_deg, n_
     assert len(circular_runs(p.hit)) == 1
     inner = interior_rays(p, mid_deg, 120.0, margin_deg=3.0)
     assert p.hit[inner].all()
-    # The nearest-neighbour grid displaces the band by up to half a cell (2.5 um radially, half
-    # a row ~ 25 um tangentially); the ray step adds one step.
-    cell = 0.5 * (0.005 + 2.5 * 2 * np.pi / n_rows) + STEP
-    assert np.all(np.abs(p.first_distance_mm[inner] - 2.0) <= cell + STEP / 2)
-    assert np.median(np.abs(p.thickness_mm[inner] - 0.5)) <= 1.01 * STEP
-    assert np.abs(p.thickness_mm[inner] - 0.5).max() <= 2 * cell
+    # Entry distance: half a step of sampling plus the mask's pixelation (the band's rasterised
+    # edge lies up to half a cell off the true circle: 2.5 um radially, r*pi/A across).
+    pixel = 0.5 * 0.005 + 2.5 * np.pi / n_rows
+    assert np.all(np.abs(p.first_distance_mm[inner] - 2.0) <= STEP / 2 + pixel)
+    thickness_error = np.abs(p.thickness_mm[inner] - 0.5)
+    # within one sample step from 500 rows up; 360 rows have 44 um wide cells at 2.5 mm
+    steps = 1 if n_rows >= 500 else 2
+    assert np.percentile(thickness_error, 95) <= (steps + 0.01) * STEP
+    assert thickness_error.max() <= 3.01 * STEP  # a few rays graze a pixelated edge
     assert not p.truncated.any()
 
 
@@ -521,3 +524,9 @@ def test_profiles_reject_bad_inputs():
         ray_profiles(mask, radii, angles, (0, 0), step_mm=0.0)
     with pytest.raises(ValueError, match="centre"):
         ray_profiles(mask, radii, angles, (np.nan, 0))
+    with pytest.raises(ValueError, match="centre"):
+        ray_profiles(mask, radii, angles, (0.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match="max_depth_mm"):
+        ray_profiles(mask, radii, angles, (0, 0), max_depth_mm=-1.0)
+    with pytest.raises(ValueError, match="n_rays"):
+        ray_profiles(mask, radii, angles, (0, 0), n_rays=3)
