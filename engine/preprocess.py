@@ -85,7 +85,7 @@ def normalise_reference(pixels: np.ndarray, intensity: str, mapping: IntensityMa
     array([0. , 0.5, 1. ])
     >>> normalise_reference(np.array([65535, 6553, 1], np.uint16), "LIN",
     ...                     IntensityMapping(dynamic_range_db=40.0)).round(3)
-    array([1.   , 0.75 , 0.   ])
+    array([1.  , 0.75, 0.  ])
     """
     if intensity not in ("LOG", "LIN"):
         raise GeometryError(f"intensity={intensity!r} is not LOG or LIN")
