@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=1000, help="samples per A-line (default 1000)")
     p.add_argument("--pitch-mm", type=float, default=None, help="frame pitch, mm (default: the scenario's)")
     p.add_argument("--fps", type=float, default=180.0, help="frame rate, Hz (default 180)")
-    p.add_argument("--out", type=Path, default=None, help="write the pullback: .oct.h5 (native, with truth) or .dcm (DICOM IVOCT)")
+    p.add_argument("--out", type=Path, action="append", default=[],
+                   help="write the pullback: .oct.h5 (native, with truth) or .dcm (DICOM IVOCT); repeatable")
     p.add_argument("--png", type=Path, default=None, help="folder for scan-converted previews of key frames")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=run)
@@ -59,13 +60,14 @@ def run(args: argparse.Namespace) -> int:
         "generation_ms_per_frame": round(1000 * elapsed / len(pb), 1),
         "truth": pb.truth.guidance,
     }
-    if args.out is not None:
+    if args.out:
         from streams.io import write_pullback
 
-        write_pullback(pb, args.out)
-        summary["written"] = str(args.out)
+        for path in args.out:
+            write_pullback(pb, path)
+        summary["written"] = [str(p) for p in args.out]
     if args.png is not None:
-        from streams.phantom.preview import write_previews
+        from engine.preview import write_previews
 
         summary["previews"] = [str(p) for p in write_previews(pb, args.png)]
     if args.json:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine import contours
+from engine import contours, measure
 from engine.config import GuidanceConfig
 from streams.geometry import FrameGeometry
 from streams.phantom import model as m
@@ -35,18 +35,6 @@ def _table_area_mm2(radius: np.ndarray) -> float:
 
 def _table_diameters(radius: np.ndarray, phi: np.ndarray) -> contours.Diameters:
     return contours.diameters_through_centroid(radius[::_TABLE_STRIDE], phi[::_TABLE_STRIDE])
-
-
-def _arc_about_point_deg(x: np.ndarray, y: np.ndarray, flags: np.ndarray, cx: float, cy: float) -> float:
-    """Arc subtended about (cx, cy) by the flagged points of a closed contour, degrees.
-
-    Each contour point owns half the angle to each neighbour, as seen from the centre.
-    """
-    angle = np.arctan2(y - cy, x - cx)
-    to_next = (np.roll(angle, -1) - angle + np.pi) % (2 * np.pi) - np.pi
-    to_prev = (angle - np.roll(angle, 1) + np.pi) % (2 * np.pi) - np.pi
-    span = 0.5 * (np.abs(to_next) + np.abs(to_prev))
-    return float(np.degrees(np.sum(span[flags])))
 
 
 def _middle_of_run(first: int, last: int, n: int) -> int:
@@ -81,7 +69,7 @@ def frame_truth(
     eel_full = rendered.eel_radius_mm
     eel_visible = rendered.eel_visible
     ex, ey = contours.polar_to_xy(eel_full, angles)
-    eel_arc = _arc_about_point_deg(ex, ey, eel_visible, cx, cy)
+    eel_arc = measure.arc_about_point_deg(ex, ey, eel_visible, cx, cy)
     eel_mean = (
         _table_diameters(section.layers[m.EEL], section.phi).mean_mm
         if eel_arc > config.eel_visible_arc_deg
@@ -89,46 +77,21 @@ def frame_truth(
     )
 
     step = max(0.005, 0.5 * geometry.sample_spacing_mm)
-    profiles = {
-        name: contours.ray_profiles(
-            labels == label, radii, angles, (cx, cy), n_rays=N_RAYS, step_mm=step,
-            lumen_xy=(lumen_x, lumen_y),
-        )
-        for name, label in _TYPES
-    }
-    # A ray's plaque type: calcium over lipid over fibrous (a lipid cap is fibrous tissue).
-    ray_type = np.full(N_RAYS, "", dtype=object)
-    for name, _ in reversed(_TYPES):
-        ray_type[profiles[name].hit] = name
-    plaque_any = ray_type != ""
-    plaque_free_arc = 360.0 * (1.0 - plaque_any.mean())
+    lumen = measure.LumenMeasurement(
+        area_mm2=_table_area_mm2(table_lumen),
+        min_diameter_mm=lumen_d.min_mm,
+        max_diameter_mm=lumen_d.max_mm,
+        mean_diameter_mm=lumen_d.mean_mm,
+        centroid_xy=(cx, cy),
+        contour_xy=(lumen_x, lumen_y),
+    )
+    masks = {name: labels == label for name, label in _TYPES}
+    plaque = measure.measure_plaque(
+        masks, measure.PolarGrid(angles, radii), lumen, a, config, n_rays=N_RAYS, step_mm=step
+    )
+    plaques = plaque["plaque"]
+    lipid_arc = plaque["lipid"]["arc_deg"]
 
-    plaques = []
-    for name, _ in _TYPES:
-        p = profiles[name]
-        for first, last in contours.circular_runs(ray_type == name):
-            rays = (np.arange((last - first) % N_RAYS + 1) + first) % N_RAYS
-            arc = 360.0 * rays.size / N_RAYS
-            if arc < 1.0:
-                continue
-            ends = []
-            for k in (first, last):
-                surface = p.lumen_distance_mm[k]
-                px = cx + surface * np.cos(p.angles_rad[k])
-                py = cy + surface * np.sin(p.angles_rad[k])
-                ends.append(int(np.round(np.arctan2(py, px) % (2 * np.pi) / (2 * np.pi) * a)) % a)
-            plaques.append(
-                {
-                    "type": name,
-                    "alines": ends,
-                    "arc_deg": round(arc, 2),
-                    "max_thickness_mm": _round(np.nanmax(p.thickness_mm[rays])),
-                    "min_cap_thickness_mm": None,
-                }
-            )
-    calcium_arc = 360.0 * np.mean(ray_type == "calcium")
-    lipid_arc = 360.0 * np.mean(ray_type == "lipid")
-    calcium_thickness = float(np.nanmax(profiles["calcium"].thickness_mm)) if calcium_arc > 0 else 0.0
     # Cap thickness from the model, radially about the vessel centre: rays through a label map
     # quantised to the stored grid would be off by a sample or two on a 50 um cap.
     lipid_core = (section.layers[m.CORE_KIND] == m.CORE_LIPID) & (section.layers[m.CORE_T] > 0.01)
@@ -136,6 +99,8 @@ def frame_truth(
     for entry in plaques:
         if entry["type"] == "lipid":
             entry["min_cap_thickness_mm"] = _round(min_cap)
+    plaque["lipid"]["min_cap_thickness_mm"] = _round(min_cap)
+    plaque["lipid"]["tcfa"] = measure.tcfa(min_cap, lipid_arc, config)
 
     guidewire_runs = contours.circular_runs(rendered.blocker_kind == Label.GUIDEWIRE)
     guidewire = {"alines": list(max(guidewire_runs, key=lambda r: (r[1] - r[0]) % a))} if guidewire_runs else None
@@ -186,18 +151,7 @@ def frame_truth(
             "mean_diameter_mm": _round(eel_mean),
             "area_mm2": round(_table_area_mm2(section.layers[m.EEL]), 4),
         },
-        "plaque": plaques,
-        "plaque_free_arc_deg": round(plaque_free_arc, 2),
-        "calcium": {"arc_deg": round(calcium_arc, 2), "max_thickness_mm": round(calcium_thickness, 4)},
-        "lipid": {
-            "arc_deg": round(lipid_arc, 2),
-            "min_cap_thickness_mm": _round(min_cap),
-            "tcfa": bool(
-                min_cap is not None
-                and min_cap * 1000.0 < config.tcfa_cap_thickness_um
-                and lipid_arc >= config.tcfa_lipid_arc_deg
-            ),
-        },
+        **plaque,
         "guidewire": guidewire,
         "struts": struts,
         "hidden_struts": hidden,
