@@ -332,10 +332,11 @@ class NumbaScanKernel(ScanKernel):
     """
 
     name = "numba"
+    CHUNK_ROWS = 8
 
     def __init__(self, backends=None):
         super().__init__(backends)
-        self.backends.module("numba")
+        self._numba = self.backends.module("numba")
         from engine import numba_kernels
 
         self._k = numba_kernels
@@ -355,17 +356,23 @@ class NumbaScanKernel(ScanKernel):
         width = min(width, table.max_radius_samples + 1)
         cells = key.n_valid_alines * width
         shift = int(row_shift) % key.n_valid_alines
+        # Small dynamic chunks: a core shared with another process then slows the frame by its
+        # share, instead of making the other thread wait for a whole static half.
+        with self._numba.parallel_chunksize(self.CHUNK_ROWS):
+            self._run(polar, table, int(z_offset_px), shift, width, cells, out)
+        return out
+
+    def _run(self, polar, table, z_offset_px, shift, width, cells, out):
         if polar.dtype in (np.uint16, np.uint8):
             if self._quad.shape[0] < cells:
                 self._quad = np.zeros(cells, np.uint64)
-            self._k.build_quad_u16(polar, int(z_offset_px), shift, self._quad, width)
+            self._k.build_quad_u16(polar, z_offset_px, shift, self._quad, width)
             self._k.gather_quad_u16(self._quad, width, table.packed, out)
         else:
             if self._quad_f.shape[0] < cells:
                 self._quad_f = np.zeros((cells, 4), np.float32)
-            self._k.build_quad_f32(polar, int(z_offset_px), shift, self._quad_f, width)
+            self._k.build_quad_f32(polar, z_offset_px, shift, self._quad_f, width)
             self._k.gather_quad_f32(self._quad_f, width, table.packed, out)
-        return out
 
 
 def _launch_size(n_pixels: int, block: int = 256) -> tuple[tuple[int], tuple[int]]:

@@ -315,3 +315,19 @@ def test_numba_cuda_kernel_on_the_simulator():
                             text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]
     assert float(result.stdout.strip().splitlines()[-1]) <= 1e-3
+
+
+def test_bench_command_parses_and_finds_its_suite():
+    import argparse
+
+    from engine.cli import build_parser
+    from engine.commands import bench
+
+    args = build_parser().parse_args(["bench", "scan", "--json", "--repeats", "7"])
+    assert args.suite == "scan" and args.json and args.repeats == 7 and args.handler is bench.run
+    suite = bench.load_suite("scan")
+    own, shared = argparse.ArgumentParser(), argparse.ArgumentParser()
+    suite.add_arguments(own)
+    bench._common_arguments(shared)
+    assert sorted(own.parse_args([]).__dict__) == sorted(shared.parse_args([]).__dict__)
+    assert own.parse_args([]).__dict__ == shared.parse_args([]).__dict__
