@@ -30,7 +30,7 @@ def _column(records: Sequence[dict], *keys: str) -> np.ndarray:
 def pullback_guidance(
     records: Sequence[dict],
     frame_spacing_mm: float | Sequence[float],
-    stented: bool,
+    stented: bool | None = None,
     cfg: GuidanceConfig | None = None,
 ) -> dict:
     """MLA, references, calcium score, and either pre-PCI sizing or post-PCI stent results.
@@ -42,8 +42,9 @@ def pullback_guidance(
         Frames whose status is not "ok" contribute no measurement.
     frame_spacing_mm : float or sequence of float
         Distance between consecutive frames, mm (one value, or one per frame as DICOM gives it).
-    stented : bool
+    stented : bool, optional
         A stent is present: report post-PCI expansion and apposition instead of sizing.
+        Default: whether any frame's record has a stent.
     cfg : GuidanceConfig, optional
 
     Returns
@@ -55,6 +56,8 @@ def pullback_guidance(
     """
     cfg = cfg or GuidanceConfig()
     n = len(records)
+    if stented is None:
+        stented = any(r.get("stent") is not None for r in records)
     steps = np.broadcast_to(np.asarray(frame_spacing_mm, dtype=np.float64), (n,)).copy()
     steps[0] = 0.0
     positions = np.cumsum(steps)

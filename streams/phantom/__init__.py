@@ -126,7 +126,7 @@ def generate_pullback(
     spacing_mm = np.full(n, pitch)
     truth = PullbackTruth(
         frames=truths,
-        guidance=pullback_guidance([t.record for t in truths], pitch, sc.stent is not None, cfg),
+        guidance=pullback_guidance([t.record for t in truths], pitch, cfg=cfg),
         scenario={"name": sc.name, "seed": int(seed), "spec": json.loads(json.dumps(sc.to_dict()))},
     )
     return Pullback(

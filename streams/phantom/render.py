@@ -119,7 +119,7 @@ def _crossing(table, row, cx, cy, ux, uy, r_start, r_stop, step):
 def _render_rows(
     layers, cat_xy, angles, radii, texture, blocker_front, blocker_back, blocker_label,
     optics, blood_mu_t, line_sigma, focus, rayleigh, rolloff, eel_snr_min,
-    signal, labels, shadow, lumen_r, eel_r, eel_visible,
+    signal, specular, labels, shadow, lumen_r, eel_r, eel_visible,
 ):
     n_rows = angles.shape[0]
     n_cols = radii.shape[0]
@@ -182,10 +182,11 @@ def _render_rows(
                 mu_b += CALCIUM_EDGE_MU_B * (np.exp(-d_front * d_front) + np.exp(-d_back * d_back))
             ds1 = (r - m.SHEATH_INNER_RADIUS_MM) / line_sigma
             ds2 = (r - m.CATHETER_RADIUS_MM) / line_sigma
-            mu_b += SHEATH_MU_B * (np.exp(-ds1 * ds1) + np.exp(-ds2 * ds2))
             dz = (r - focus) / rayleigh
             system = 1.0 / (1.0 + dz * dz) * np.exp(-(r / rolloff) * (r / rolloff))
             value = mu_b * np.exp(-2.0 * cum) * system
+            # Sheath surfaces and metal reflect specularly: bright, without speckle.
+            mirror = SHEATH_MU_B * (np.exp(-ds1 * ds1) + np.exp(-ds2 * ds2)) * system
             if r >= front:
                 shadow[i, c] = True
                 value = 0.0
@@ -195,11 +196,12 @@ def _render_rows(
                 cum += mu_t * step
             if r >= front - 3 * line_sigma and r <= front + 3 * line_sigma:
                 dm = (r - front) / line_sigma
-                value += METAL_PEAK * np.exp(-dm * dm) * system
+                mirror += METAL_PEAK * np.exp(-dm * dm) * np.exp(-2.0 * cum) * system
             if eel_cross == eel_cross and eel_signal == 0.0 and r >= eel_cross and r < front:
                 dl = (eel_cross - r_eel) / line_sigma
                 eel_signal = (LINE_MU_B * np.exp(-dl * dl) + optics[MEDIA, 1]) * np.exp(-2.0 * cum) * system
             signal[i, c] = value
+            specular[i, c] = mirror
             labels[i, c] = label
         eel_visible[i] = eel_signal > 0.0 and 10.0 * np.log10(eel_signal / NOISE_FLOOR) >= eel_snr_min
 
@@ -289,6 +291,7 @@ def render_frame(
 
     texture = _texture(rng, a, s)
     signal = np.empty((a, s), dtype=np.float64)
+    specular = np.empty((a, s), dtype=np.float64)
     labels = np.empty((a, s), dtype=np.uint8)
     shadow = np.zeros((a, s), dtype=np.bool_)
     lumen_r = np.empty(a)
@@ -299,12 +302,12 @@ def render_frame(
         section.layers, cat_xy, angles, radii, texture, front, back, kind,
         OPTICS, section.blood_mu_t, line_sigma, optics.focus_mm, optics.rayleigh_mm,
         optics.rolloff_mm, optics.eel_visible_snr_db,
-        signal, labels, shadow, lumen_r, eel_r, eel_visible,
+        signal, specular, labels, shadow, lumen_r, eel_r, eel_visible,
     )
     eel_visible &= eel_r < front
     eel_visible &= eel_r <= radii[-1]
 
-    intensity = signal.astype(np.float32) * _speckle(rng, a, s, step, optics)
+    intensity = signal.astype(np.float32) * _speckle(rng, a, s, step, optics) + specular.astype(np.float32)
     intensity += NOISE_FLOOR * rng.standard_exponential((a, s), dtype=np.float32)
     pixels = _log_compress(intensity, geometry)
 
