@@ -88,6 +88,12 @@ def _index(x, y, n):
     return k0 % n, pos - k0, np.sqrt(x * x + y * y)
 
 
+@numba.njit(cache=True, inline="always")
+def _line(d):
+    """Gaussian line profile exp(-d^2), zero beyond 4 widths (saves the exp on most samples)."""
+    return np.exp(-d * d) if -4.0 < d < 4.0 else 0.0
+
+
 @numba.njit(cache=True)
 def _crossing(table, row, cx, cy, ux, uy, r_start, r_stop, step):
     """First radius along the ray where rho crosses the tabulated contour ``row`` outward."""
@@ -118,7 +124,7 @@ def _crossing(table, row, cx, cy, ux, uy, r_start, r_stop, step):
 @numba.njit(parallel=True, cache=True)
 def _render_rows(
     layers, cat_xy, angles, radii, texture, blocker_front, blocker_back, blocker_label,
-    optics, blood_mu_t, line_sigma, focus, rayleigh, rolloff, eel_snr_min,
+    optics, blood_mu_t, line_sigma, system_gain, eel_snr_min,
     signal, specular, labels, shadow, lumen_r, eel_r, eel_visible,
 ):
     n_rows = angles.shape[0]
@@ -132,13 +138,16 @@ def _render_rows(
         eel_cross = _crossing(layers, m.EEL, cx, cy, ux, uy, m.CATHETER_RADIUS_MM, 12.0, 0.004)
         lumen_r[i] = _crossing(layers, m.LUMEN, cx, cy, ux, uy, m.CATHETER_RADIUS_MM, 12.0, 0.004)
         eel_r[i] = eel_cross
-        cum = 0.0
+        transmit = 1.0  # exp(-2 * integral of mu_t), updated sample by sample
+        last_mu_t = -1.0
+        step_loss = 1.0
         eel_signal = 0.0
         for c in range(n_cols):
             r = radii[c]
             if r <= 0.0:
                 labels[i, c] = Label.CATHETER
                 signal[i, c] = 0.0
+                specular[i, c] = 0.0
                 continue
             k0, f, rho = _index(cx + r * ux, cy + r * uy, n_phi)
             r_lum = _lookup(layers, k0, f, m.LUMEN)
@@ -172,34 +181,32 @@ def _render_rows(
             mu_b *= texture[i, c]
             label = optics[code, 2]
             if code == INTIMA or code == MEDIA or code == ADVENTITIA:
-                d_iel = (rho - r_iel) / line_sigma
-                d_eel = (rho - r_eel) / line_sigma
-                mu_b += LINE_MU_B * (np.exp(-d_iel * d_iel) + np.exp(-d_eel * d_eel))
+                mu_b += LINE_MU_B * (_line((rho - r_iel) / line_sigma) + _line((rho - r_eel) / line_sigma))
             if kind > 1.5 and t_core > 0.02 and rho >= r_lum:
                 # Calcium's sharp borders: refractive-index steps reflect at both interfaces.
-                d_front = (rho - r_lum - t_fib) / line_sigma
-                d_back = (rho - r_lum - t_fib - t_core) / line_sigma
-                mu_b += CALCIUM_EDGE_MU_B * (np.exp(-d_front * d_front) + np.exp(-d_back * d_back))
-            ds1 = (r - m.SHEATH_INNER_RADIUS_MM) / line_sigma
-            ds2 = (r - m.CATHETER_RADIUS_MM) / line_sigma
-            dz = (r - focus) / rayleigh
-            system = 1.0 / (1.0 + dz * dz) * np.exp(-(r / rolloff) * (r / rolloff))
-            value = mu_b * np.exp(-2.0 * cum) * system
+                mu_b += CALCIUM_EDGE_MU_B * (
+                    _line((rho - r_lum - t_fib) / line_sigma) + _line((rho - r_lum - t_fib - t_core) / line_sigma)
+                )
+            system = system_gain[c]
+            if mu_t != last_mu_t:
+                step_loss = np.exp(-2.0 * mu_t * step)
+                last_mu_t = mu_t
+            value = mu_b * transmit * system
             # Sheath surfaces and metal reflect specularly: bright, without speckle.
-            mirror = SHEATH_MU_B * (np.exp(-ds1 * ds1) + np.exp(-ds2 * ds2)) * system
+            mirror = SHEATH_MU_B * (
+                _line((r - m.SHEATH_INNER_RADIUS_MM) / line_sigma) + _line((r - m.CATHETER_RADIUS_MM) / line_sigma)
+            ) * system
             if r >= front:
                 shadow[i, c] = True
                 value = 0.0
                 if r <= back:
                     label = blocker_label[i]
             else:
-                cum += mu_t * step
+                transmit *= step_loss
             if r >= front - 3 * line_sigma and r <= front + 3 * line_sigma:
-                dm = (r - front) / line_sigma
-                mirror += METAL_PEAK * np.exp(-dm * dm) * np.exp(-2.0 * cum) * system
+                mirror += METAL_PEAK * _line((r - front) / line_sigma) * transmit * system
             if eel_cross == eel_cross and eel_signal == 0.0 and r >= eel_cross and r < front:
-                dl = (eel_cross - r_eel) / line_sigma
-                eel_signal = (LINE_MU_B * np.exp(-dl * dl) + optics[MEDIA, 1]) * np.exp(-2.0 * cum) * system
+                eel_signal = (LINE_MU_B * _line((eel_cross - r_eel) / line_sigma) + optics[MEDIA, 1]) * transmit * system
             signal[i, c] = value
             specular[i, c] = mirror
             labels[i, c] = label
@@ -300,8 +307,7 @@ def render_frame(
     line_sigma = max(0.007, 0.6 * step)
     _render_rows(
         section.layers, cat_xy, angles, radii, texture, front, back, kind,
-        OPTICS, section.blood_mu_t, line_sigma, optics.focus_mm, optics.rayleigh_mm,
-        optics.rolloff_mm, optics.eel_visible_snr_db,
+        OPTICS, section.blood_mu_t, line_sigma, _system_gain(radii, optics), optics.eel_visible_snr_db,
         signal, specular, labels, shadow, lumen_r, eel_r, eel_visible,
     )
     eel_visible &= eel_r < front
@@ -329,6 +335,13 @@ def render_frame(
         row_angles=angles,
         catheter_xy=cat_xy,
     )
+
+
+def _system_gain(radii: np.ndarray, optics: Optics) -> np.ndarray:
+    """Confocal function times depth roll-off at each sample radius."""
+    r = np.maximum(radii, 0.0)
+    confocal = 1.0 / (1.0 + ((r - optics.focus_mm) / optics.rayleigh_mm) ** 2)
+    return confocal * np.exp(-((r / optics.rolloff_mm) ** 2))
 
 
 def _texture(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
