@@ -1,0 +1,155 @@
+"""The segmentation network: a compact polar U-Net with circular padding along the angle.
+
+Input ``(B, 1, K, J)`` float32: a batch of preprocessed frames on the model grid (K model
+A-lines over 360 degrees, J depth samples from the catheter centre, values in [0, 1]). A-line 0
+is the neighbour of A-line K-1, so every convolution pads the A-line axis circularly
+(:func:`torch.nn.functional.pad` ``mode="circular"``) and the depth axis with zeros (nothing lies
+inside the catheter centre or beyond the grid). Strided convolutions keep the A-line phase: a
+roll of the input by a multiple of :attr:`SegNet.stride` rolls every output by the same amount.
+
+The input is folded 2x2 into channels (pixel unshuffle) so that all convolutions run at half
+resolution or below, and the class logits are unfolded back to full resolution (pixel shuffle):
+the full-resolution boundary position survives in the four sub-pixel channels while the compute
+stays a quarter of a full-resolution U-Net's (the latency budget is ~12 ms on two CPU cores).
+
+Outputs (training form, logits):
+
+* ``class_logits`` ``(B, N_CLASSES, K, J)``: :class:`models.classes.TissueClass` logits.
+* ``aline_logits`` ``(B, N_ALINE_OUTPUTS, K)``: :class:`models.classes.ALineOutput` logits.
+* ``confidence_logit`` ``(B, 1)``: logit of "the frame is fit for measurement".
+
+:class:`InferenceModel` wraps the network with the softmax/sigmoids for export, so the shipped
+ONNX graph returns probabilities.
+
+torch is needed only here, in training and in export (the ``[train]`` extra).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.classes import N_ALINE_OUTPUTS, N_CLASSES
+
+FOLD = 2  #: pixel-unshuffle factor of the input
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture hyper-parameters.
+
+    Attributes
+    ----------
+    widths : tuple of int
+        Channels per resolution level, from half resolution down; each further level halves
+        both axes.
+    aline_hidden : int
+        Channels of the hidden 1-D layer of the per-A-line head.
+    """
+
+    widths: tuple[int, ...] = (16, 32, 64, 96)
+    aline_hidden: int = 32
+
+    def as_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> NetworkConfig:
+        return cls(widths=tuple(data["widths"]), aline_hidden=int(data["aline_hidden"]))
+
+
+class CircularConv(nn.Module):
+    """3x3 convolution (optionally strided) + batch norm + ReLU, circular along the A-lines.
+
+    Parameters
+    ----------
+    cin, cout : int
+        Input and output channels.
+    stride : int
+        1, or 2 to halve both axes.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, stride, padding=(0, 1), bias=False)
+        self.norm = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (left, right) pads depth (done by the conv, zeros); (top, bottom) wraps the A-lines.
+        x = F.pad(x, (0, 0, 1, 1), mode="circular")
+        return F.relu(self.norm(self.conv(x)))
+
+
+class SegNet(nn.Module):
+    """Polar U-Net: see the module docstring for shapes.
+
+    Parameters
+    ----------
+    config : NetworkConfig
+        Architecture.
+    """
+
+    def __init__(self, config: NetworkConfig = NetworkConfig()):
+        super().__init__()
+        self.config = config
+        w = config.widths
+        self.unfold = nn.PixelUnshuffle(FOLD)
+        self.stem = nn.Sequential(CircularConv(FOLD * FOLD, w[0]), CircularConv(w[0], w[0]))
+        self.down = nn.ModuleList(
+            nn.Sequential(CircularConv(w[i - 1], w[i], stride=2), CircularConv(w[i], w[i]))
+            for i in range(1, len(w))
+        )
+        self.lateral = nn.ModuleList(
+            nn.Conv2d(w[i], w[i - 1], 1, bias=False) for i in range(len(w) - 1, 0, -1)
+        )
+        self.up = nn.ModuleList(CircularConv(w[i - 1], w[i - 1]) for i in range(len(w) - 1, 0, -1))
+        self.class_head = nn.Conv2d(w[0], N_CLASSES * FOLD * FOLD, 1)
+        self.fold = nn.PixelShuffle(FOLD)
+        self.aline_hidden = nn.Conv1d(2 * w[0], config.aline_hidden, 3, padding=0)
+        # Stride-FOLD transposed convolution with kernel FOLD: half-res A-line i gives the outputs
+        # of full-res A-lines FOLD*i .. FOLD*i+FOLD-1 (a 1x1 head per sub-A-line).
+        self.aline_head = nn.ConvTranspose1d(
+            config.aline_hidden, N_ALINE_OUTPUTS, FOLD, stride=FOLD
+        )
+        self.confidence_head = nn.Linear(2 * w[-1], 1)
+
+    @property
+    def stride(self) -> int:
+        """Total down-sampling: K and J must be multiples of it."""
+        return FOLD * 2 ** (len(self.config.widths) - 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(B, 1, K, J)`` -> class logits, A-line logits, confidence logit (module docstring)."""
+        h = self.stem(self.unfold(x))
+        skips = [h]
+        for level in self.down:
+            h = level(h)
+            skips.append(h)
+        confidence = self.confidence_head(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))
+        for i, (lateral, up) in enumerate(zip(self.lateral, self.up)):
+            h = up(F.interpolate(lateral(h), scale_factor=2.0, mode="nearest") + skips[-2 - i])
+        classes = self.fold(self.class_head(h))
+        # Per-A-line evidence pooled along depth: a shadow is dark over all depths behind a
+        # bright reflector; the EEL line is a narrow peak somewhere along the A-line.
+        profile = torch.cat([h.mean(3), h.amax(3)], 1)
+        profile = F.relu(self.aline_hidden(F.pad(profile, (1, 1), mode="circular")))
+        return classes, self.aline_head(profile), confidence
+
+
+class InferenceModel(nn.Module):
+    """:class:`SegNet` returning probabilities: the graph that is exported to ONNX.
+
+    Returns ``class_prob`` ``(B, N_CLASSES, K, J)`` (softmax over classes), ``aline_prob``
+    ``(B, N_ALINE_OUTPUTS, K)`` and ``confidence`` ``(B, 1)`` (sigmoids), all float32 in [0, 1].
+    """
+
+    def __init__(self, net: SegNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        classes, aline, confidence = self.net(x)
+        return torch.softmax(classes, 1), torch.sigmoid(aline), torch.sigmoid(confidence)
