@@ -26,7 +26,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-__all__ = ["Config", "ConfigError", "GuidanceConfig", "describe", "load_config"]
+__all__ = ["Config", "ConfigError", "GuidanceConfig", "ServerConfig", "describe", "load_config"]
 
 
 class ConfigError(ValueError):
@@ -83,6 +83,8 @@ class _Section:
     """Validation, ``from_dict`` and ``to_dict`` shared by every config section."""
 
     section: ClassVar[str]
+    #: Whether the section takes part in :meth:`Config.config_hash` (what shaped the results).
+    audited: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         for f in fields(self):  # type: ignore[arg-type]
@@ -93,6 +95,18 @@ class _Section:
                 number = _as_number(where, value)
                 _check_range(where, number, meta)
                 object.__setattr__(self, f.name, number)
+            elif meta["kind"] == "int":
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ConfigError(f"{where} must be an integer, got {value!r}")
+                _check_range(where, value, meta)
+            elif meta["kind"] == "bool":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{where} must be true or false, got {value!r}")
+            elif meta["kind"] == "str":
+                if not isinstance(value, str):
+                    raise ConfigError(f"{where} must be a string, got {value!r}")
+                if meta["choices"] and value not in meta["choices"]:
+                    raise ConfigError(f"{where}={value!r} is not one of {list(meta['choices'])}")
             else:
                 if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
                     raise ConfigError(f"{where} must be a list of numbers, got {value!r}")
@@ -276,7 +290,118 @@ class GuidanceConfig(_Section):
             )
 
 
-_SECTIONS: dict[str, type[_Section]] = {"guidance": GuidanceConfig}
+def _integer(default: int, *, unit: str, low: int, high: int, doc: str) -> Any:
+    """An int field with its unit and inclusive range."""
+    return field(default=int(default), metadata={
+        "kind": "int", "unit": unit, "low": low, "high": high, "source": _ENGINEERING, "doc": doc})
+
+
+def _flag(default: bool, *, doc: str) -> Any:
+    """A bool field."""
+    return field(default=bool(default), metadata={
+        "kind": "bool", "unit": "", "low": None, "high": None, "source": _ENGINEERING, "doc": doc})
+
+
+def _text(default: str, *, doc: str, choices: tuple[str, ...] = ()) -> Any:
+    """A str field, optionally one of ``choices``."""
+    return field(default=default, metadata={
+        "kind": "str", "unit": "", "low": None, "high": None, "choices": choices,
+        "source": _ENGINEERING, "doc": doc})
+
+
+def _setting(default: float, *, unit: str, low: float, high: float, doc: str) -> Any:
+    """An engineering (non-clinical) float setting."""
+    return _threshold(default, unit=unit, low=low, high=high, source=_ENGINEERING, doc=doc)
+
+
+_ENGINEERING = "engineering setting; docs/protocol.md and docs/architecture.md"
+
+
+@dataclass(frozen=True)
+class ServerConfig(_Section):
+    """The engine's endpoints, queues, limits and security (``octguide serve``).
+
+    Not part of :meth:`Config.config_hash`: where the engine listens and how much it buffers
+    does not change any measurement, so two engines that differ only here produce results with
+    the same hash.
+    """
+
+    section: ClassVar[str] = "server"
+    audited: ClassVar[bool] = False
+
+    frames_endpoint: str = _text(
+        "tcp://127.0.0.1:5555",
+        doc="PULL socket the console's frames arrive on. Non-loopback addresses need curve = true "
+        "(or insecure = true).")  # fmt: skip
+    overlay_endpoint: str = _text(
+        "tcp://127.0.0.1:5556", doc="XPUB socket for overlays, images, backfill and guidance.")
+    status_endpoint: str = _text(
+        "tcp://127.0.0.1:5557", doc="PUB socket for heartbeats and events (rejections, pullbacks).")
+    control_endpoint: str = _text(
+        "tcp://127.0.0.1:5558", doc="ROUTER socket for status, config and pullback control requests.")
+    results_dir: str = _text(
+        "octguide-results", doc="Folder for the case log and one results folder per pullback.")
+    analysis: str = _text(
+        "metal", choices=("metal", "full"),
+        doc="Per-frame analysis stage: 'metal' (scan conversion and metal detection only) or "
+        "'full' (engine.analyse: preprocess, segment, metal, measure).")  # fmt: skip
+    workers: int = _integer(
+        1, unit="threads", low=1, high=8,
+        doc="Analysis threads, each with its own stage; 1 keeps the live lane's latency lowest on "
+        "a 2-core CPU.")  # fmt: skip
+    max_pending_frames: int = _integer(
+        1024, unit="frames", low=1, high=1_000_000,
+        doc="Frames received but not yet analysed (live slot plus backfill) at most.")
+    max_pending_mib: float = _setting(
+        1024.0, unit="MiB", low=1.0, high=1_048_576.0,
+        doc="Bytes of frames received but not yet analysed at most.")
+    overload_policy: str = _text(
+        "skip", choices=("skip", "block"),
+        doc="At a pending limit: 'skip' the oldest backfill frame (recorded as skipped, counted) or "
+        "'block' (stop reading frames; the sender's PUSH blocks at its high-water mark).")  # fmt: skip
+    max_frame_mib: float = _setting(
+        64.0, unit="MiB", low=0.01, high=1024.0,
+        doc="Largest frame payload accepted (larger declared payloads are rejected 'oversized'); "
+        "libzmq drops any connection sending a part larger than twice this.")  # fmt: skip
+    max_frames_per_pullback: int = _integer(
+        20_000, unit="frames", low=1, high=1_000_000, doc="Frames beyond this are rejected.")
+    max_open_pullbacks: int = _integer(
+        4, unit="pullbacks", low=1, high=64,
+        doc="A START frame while this many pullbacks are open is rejected ('too_many_pullbacks').")
+    frames_hwm: int = _integer(
+        16, unit="messages", low=1, high=100_000, doc="Receive high-water mark of the frame socket.")
+    overlay_hwm: int = _integer(
+        4, unit="messages", low=1, high=100_000,
+        doc="Send high-water mark per display: a slower display loses messages beyond it.")
+    status_hwm: int = _integer(
+        1000, unit="messages", low=1, high=1_000_000, doc="Send high-water mark of the status socket.")
+    heartbeat_s: float = _setting(1.0, unit="s", low=0.05, high=60.0, doc="Heartbeat period.")
+    pullback_idle_timeout_s: float = _setting(
+        10.0, unit="s", low=0.1, high=3600.0,
+        doc="An open pullback with no frame for this long is closed as incomplete (sender gone).")
+    end_grace_s: float = _setting(
+        1.0, unit="s", low=0.0, high=600.0,
+        doc="After the END frame, wait this long for missing lower frame indices before recording "
+        "them as never received.")  # fmt: skip
+    stop_drain_s: float = _setting(
+        5.0, unit="s", low=0.0, high=600.0,
+        doc="On SIGINT/SIGTERM, keep analysing pending frames this long before recording the rest "
+        "as skipped.")  # fmt: skip
+    render_image: bool = _flag(
+        False, doc="Also publish the Cartesian image with the overlay burned in (topic 'image').")
+    image_size_px: int = _integer(512, unit="px", low=64, high=4096, doc="Display image width and height.")
+    image_fov_mm: float = _setting(10.0, unit="mm", low=1.0, high=50.0, doc="Display field of view.")
+    curve: bool = _flag(
+        False, doc="Require CurveZMQ on every socket (always required off loopback/IPC).")
+    server_secret_key: str = _text(
+        "", doc="Engine secret certificate (from 'octguide keys'), needed with curve.")
+    authorized_clients: str = _text(
+        "", doc="Folder of public certificates of the clients allowed to connect (curve).")
+    insecure: bool = _flag(
+        False, doc="Allow binding non-loopback addresses without CurveZMQ (logged and reported).")
+
+
+_SECTIONS: dict[str, type[_Section]] = {"guidance": GuidanceConfig, "server": ServerConfig}
 
 
 @dataclass(frozen=True)
@@ -288,6 +413,7 @@ class Config:
     """
 
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
 
     def __post_init__(self) -> None:
         for name, section_type in _SECTIONS.items():
@@ -330,12 +456,15 @@ class Config:
         return {name: getattr(self, name).to_dict() for name in _SECTIONS}
 
     def config_hash(self) -> str:
-        """SHA-256 (hex) of the canonical JSON of :meth:`to_dict`, for audit records.
+        """SHA-256 (hex) of the canonical JSON of the audited sections' :meth:`to_dict`, for
+        audit records (sections with ``audited = False``, such as ``server``, are left out).
 
         Canonical: sorted keys, no whitespace, every number a float, so equal configurations hash
         equally however they were written (``10`` and ``10.0`` in TOML give the same hash).
         """
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        audited = {name: getattr(self, name).to_dict() for name, section in _SECTIONS.items()
+                   if section.audited}
+        text = json.dumps(audited, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
