@@ -1,0 +1,285 @@
+"""``octguide replay PULLBACK --out DIR [--rate realtime|max] [--engine ADDRESS]``.
+
+Streams a recorded pullback through a real engine over real sockets and writes the results
+contract (``DIR/frames.jsonl``, ``DIR/pullback.json``, docs/results.md):
+
+* ``PULLBACK`` is a DICOM IVOCT file (For Processing or For Presentation), a native ``.oct.h5``,
+  or ``phantom:SCENARIO[:SEED]`` for a bundled phantom scenario rendered on the fly;
+* ``--engine tcp://HOST:PORT`` names a running engine's *control* endpoint (it reports its other
+  endpoints); without it, replay starts ``octguide serve`` in a child process on free loopback
+  ports (its case log and results under ``DIR/engine``) and stops it afterwards;
+* ``--rate realtime`` sends at the pullback's frame rate (what the cath lab does), ``max`` as fast
+  as the engine takes frames (a started engine then blocks instead of skipping at its limits).
+
+It shows a progress bar (sent / analysed), waits until the engine has given every frame its
+fate and published the guidance, fetches the results over the control socket, and prints the
+guidance summary with how long after the last frame the guidance was ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.commands.console_sim import add_curve_arguments, curve_keys, phantom, wire_id
+from engine.commands.serve import add_config_arguments
+from engine.server import guidance_summary, percentile_summary
+from streams.errors import OctguideError
+from streams.io import read_pullback
+from streams.phantom import SCENARIOS
+from streams.pullback import Pullback
+from streams.zmq_io import ControlClient, CurveClientKeys, FrameSender
+
+ENGINE_START_TIMEOUT_S = 120.0
+
+
+class ReplayError(OctguideError):
+    """The engine could not be started or reached, or did not finish the pullback."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "replay",
+        help="stream a recorded pullback through the engine and write its results",
+        description="Replay a pullback (DICOM IVOCT, .oct.h5, or phantom:SCENARIO[:SEED]) through a "
+        "real engine over ZeroMQ, write DIR/frames.jsonl and DIR/pullback.json, print the guidance.",
+    )
+    parser.add_argument("pullback", help="file, or phantom:SCENARIO[:SEED] "
+                        f"(scenarios: {', '.join(sorted(SCENARIOS))})")
+    parser.add_argument("--out", type=Path, required=True, help="results folder")
+    parser.add_argument("--rate", choices=("realtime", "max"), default="realtime",
+                        help="send at the pullback's frame rate (default) or as fast as possible")
+    parser.add_argument("--engine", default=None,
+                        help="control endpoint of a running engine (default: start one)")
+    parser.add_argument("--frames", type=int, default=None, help="phantom: frames (default: the scenario's)")
+    parser.add_argument("--alines", type=int, default=500, help="phantom: A-lines (default 500)")
+    parser.add_argument("--samples", type=int, default=1000, help="phantom: samples (default 1000)")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds to wait for the guidance after the last frame (default 600)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_config_arguments(parser)
+    add_curve_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def load(spec: str, frames: int | None, alines: int, samples: int) -> Pullback:
+    """The pullback a ``PULLBACK`` argument names."""
+    if spec.startswith("phantom:"):
+        name, _, seed = spec[len("phantom:"):].partition(":")
+        if name not in SCENARIOS:
+            raise ReplayError(f"unknown phantom scenario {name!r}; choose from {sorted(SCENARIOS)}")
+        progress = _Progress("rendering phantom") if sys.stderr.isatty() else None
+        return phantom(name, int(seed or 0), frames, alines, samples,
+                       progress.update if progress else None)
+    return read_pullback(spec)
+
+
+class _Progress:
+    """A one-line progress bar on stderr (every 10% when stderr is not a terminal)."""
+
+    def __init__(self, label: str, width: int = 30):
+        self.label = label
+        self.width = width
+        self.tty = sys.stderr.isatty()
+        self.last_decile = -1
+        self.start = time.perf_counter()
+
+    def update(self, done: int, total: int, extra: str = "") -> None:
+        fraction = done / total if total else 1.0
+        if self.tty:
+            filled = int(self.width * fraction)
+            bar = "#" * filled + "-" * (self.width - filled)
+            print(f"\r{self.label} [{bar}] {done}/{total} {extra} "
+                  f"{time.perf_counter() - self.start:5.1f} s", end="", file=sys.stderr, flush=True)
+        elif int(fraction * 10) > self.last_decile:
+            self.last_decile = int(fraction * 10)
+            print(f"{self.label}: {done}/{total} {extra}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+class _ChildEngine:
+    """``octguide serve`` in a child process on free loopback ports (a fresh interpreter: no
+    fork after a zmq.Context)."""
+
+    def __init__(self, args: argparse.Namespace, results_dir: Path, block: bool):
+        self.args = args
+        self.results_dir = results_dir
+        self.block = block
+        self.process: subprocess.Popen | None = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="octguide-replay-")
+
+    def start(self) -> str:
+        endpoints_file = Path(self._tmp.name) / "endpoints.json"
+        command = [sys.executable, "-m", "engine.cli", "serve", "--endpoints-file", str(endpoints_file),
+                   "--log-level", "WARNING"]
+        if self.args.config:
+            command += ["--config", str(self.args.config)]
+        defaults = {f"server.{name}_endpoint": "tcp://127.0.0.1:*"
+                    for name in ("frames", "overlay", "status", "control")}
+        defaults["server.results_dir"] = str(self.results_dir)
+        if self.block:
+            defaults["server.overload_policy"] = "block"
+        for key, value in defaults.items():
+            command += ["--set", f"{key}={json.dumps(value)}"]
+        for text in self.args.overrides:  # the user's --set wins over replay's defaults
+            command += ["--set", text]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
+            str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")])))
+        self.process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + ENGINE_START_TIMEOUT_S
+        while not endpoints_file.exists():
+            if self.process.poll() is not None:
+                raise ReplayError(f"the engine exited with status {self.process.returncode} while starting")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ReplayError(f"the engine did not start within {ENGINE_START_TIMEOUT_S:.0f} s")
+            time.sleep(0.05)
+        return json.loads(endpoints_file.read_text())["control"]
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._tmp.cleanup()
+
+
+def replay(pullback: Pullback, control_endpoint: str, out: Path, *, fps: float | None,
+           timeout_s: float, curve: CurveClientKeys | None = None, show_progress: bool = True) -> dict:
+    """Send ``pullback`` to the engine at ``control_endpoint``, wait for its guidance, write the
+    results contract into ``out``; returns the summary :func:`run` prints."""
+    with ControlClient(control_endpoint, timeout_s=10.0, curve=curve) as control:
+        status = control.request("status")
+        endpoints = status["endpoints"]
+        pullback_id = wire_id(pullback.pullback_id)
+        n = len(pullback)
+        progress = _Progress("replay") if show_progress else None
+        analysed = 0
+        last_poll = 0.0
+
+        def poll(sent: int) -> dict | None:
+            nonlocal analysed, last_poll
+            now = time.monotonic()
+            if now - last_poll < 0.2 and sent < n:
+                return None
+            last_poll = now
+            try:
+                state = control.request("pullback", pullback_id=pullback_id)["pullback"]
+            except OctguideError:
+                state = None  # the START frame has not been read yet
+            if state is not None:
+                analysed = state.get("analysed", analysed)
+            if progress:
+                progress.update(analysed, n, f"analysed, {sent} sent")
+            return state
+
+        with FrameSender(endpoints["frames"], curve=curve) as sender:
+            report = sender.send_pullback(pullback, fps=fps, pullback_id=pullback_id,
+                                          progress=lambda done, total: poll(done))
+            sent_done = time.monotonic()
+            deadline = sent_done + timeout_s
+            while True:
+                state = poll(n)
+                if state is not None and state["state"] in ("complete", "incomplete"):
+                    break
+                if time.monotonic() > deadline:
+                    raise ReplayError(f"no guidance for {pullback_id} within {timeout_s:.0f} s of the "
+                                      f"last frame ({analysed}/{n} frames analysed)")
+                time.sleep(0.05)
+        if progress:
+            progress.close()
+        _, parts = control.request_parts("results", pullback_id=pullback_id, timeout_s=60.0)
+    out.mkdir(parents=True, exist_ok=True)
+    pullback_json, frames_jsonl = bytes(parts[0].buffer), bytes(parts[1].buffer)
+    for name, data in (("frames.jsonl", frames_jsonl), ("pullback.json", pullback_json)):
+        tmp = out / f".{name}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, out / name)
+    result = json.loads(pullback_json)
+    records = [json.loads(line) for line in frames_jsonl.splitlines() if line.strip()]
+    live = [r["latency_ms"]["end_to_end"] for r in records
+            if r.get("latency_ms") and r.get("status") != "rejected"]
+    statuses: dict[str, int] = {}
+    for r in records:
+        statuses[r.get("status")] = statuses.get(r.get("status"), 0) + 1
+    return {
+        "pullback_id": pullback_id,
+        "source": pullback.attributes.get("source") or pullback.pullback_id,
+        "frames": n,
+        "send": {"rate_fps": fps, "duration_s": round(report.duration_s, 3),
+                 "max_lag_ms": round(report.max_lag_ms, 3), "late": report.late},
+        "statuses": statuses,
+        "counts": result.get("counts"),
+        "end_to_end_ms": percentile_summary(np.asarray(live)),
+        "guidance_delay_s": result.get("timing", {}).get("guidance_delay_s"),
+        "guidance": guidance_summary(result),
+        "results": {"frames": str(out / "frames.jsonl"), "pullback": str(out / "pullback.json")},
+        "model": result.get("model"),
+        "engine_version": result.get("engine_version"),
+        "config_hash": result.get("config_hash"),
+    }
+
+
+def format_summary(summary: dict) -> str:
+    g = summary["guidance"]
+    lat = summary["end_to_end_ms"]
+    lines = [
+        f"pullback       {summary['pullback_id']} ({summary['frames']} frames)",
+        (f"sent           in {summary['send']['duration_s']:.2f} s at "
+         f"{summary['send']['rate_fps'] or 'max'} frames/s"),
+        "frames         " + ", ".join(f"{k} {v}" for k, v in sorted(summary["statuses"].items())),
+        f"guidance ready {summary['guidance_delay_s']} s after the last frame was received",
+    ]
+    if lat.get("n"):
+        lines.append(f"receipt->overlay p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, "
+                     f"max {lat['max']:.1f} ms (all frames, live and backfilled)")
+    lines.append(f"status         {g['status']}")
+    if g.get("mla_mm2") is not None:
+        lines.append(f"MLA            {g['mla_mm2']:.2f} mm2 at frame {g['mla_frame']}")
+    if g.get("calcium_score") is not None:
+        lines.append(f"calcium score  {g['calcium_score']}")
+    if g.get("stent_diameter_mm") is not None or g.get("stent_length_mm") is not None:
+        lines.append(f"stent          {g['stent_diameter_mm']} mm x {g['stent_length_mm']} mm")
+    if g.get("expansion_pct") is not None:
+        lines.append(f"expansion      {g['expansion_pct']:.0f}% ({g['expansion_class']})")
+    for warning in g.get("warnings") or ():
+        lines.append(f"warning        {warning}")
+    model = summary.get("model") or {}
+    lines.append(f"model          {model.get('name')} {model.get('version') or ''}".rstrip())
+    lines.append(f"results        {summary['results']['frames']}, {summary['results']['pullback']}")
+    lines.append("(engineering software on synthetic data: not a medical device)")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    pullback = load(args.pullback, args.frames, args.alines, args.samples)
+    fps = pullback.frame_rate_hz if args.rate == "realtime" else None
+    curve = curve_keys(args)
+    child = None
+    try:
+        if args.engine:
+            control = args.engine
+        else:
+            child = _ChildEngine(args, args.out / "engine", block=args.rate == "max")
+            control = child.start()
+        summary = replay(pullback, control, args.out, fps=fps, timeout_s=args.timeout, curve=curve)
+    finally:
+        if child is not None:
+            child.stop()
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
