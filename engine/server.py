@@ -79,6 +79,7 @@ LATENCY_WINDOW = 2048  #: live end-to-end times kept for the heartbeat's percent
 RECENT_PULLBACKS = 64  #: finished pullbacks kept in memory for status queries
 WRITER_BATCH = 256  #: frame records committed per transaction at most
 _STOP = None  #: the writer queue's end marker
+CONTROL_COMMANDS = ("ping", "status", "config", "start_pullback", "stop_pullback", "pullback", "results")
 MONITOR_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 STRUT_STATES = ("apposed", "malapposed", "unknown")
@@ -1214,6 +1215,8 @@ class Engine:
 
     def _control(self, request: dict) -> tuple[dict, list]:
         cmd = request["cmd"]
+        if cmd not in CONTROL_COMMANDS:
+            raise ValueError(f"unknown command {cmd!r}; known: {', '.join(CONTROL_COMMANDS)}")
         if cmd == "ping":
             return {"pong": time.time()}, []
         if cmd == "status":
@@ -1256,8 +1259,7 @@ class Engine:
             return ({"pullback_id": pid, "results_dir": str(folder),
                      "parts": ["pullback.json", "frames.jsonl"]},
                     [(folder / "pullback.json").read_bytes(), (folder / "frames.jsonl").read_bytes()])
-        raise ValueError(f"unknown command {cmd!r}; known: ping, status, config, start_pullback, "
-                         "stop_pullback, pullback, results")
+        raise AssertionError(cmd)  # every command in CONTROL_COMMANDS is handled above
 
     def _pullback_status(self, pb: PullbackState) -> dict:
         analysed = sum(pb.counts[k] for k in ("shown", "backfilled", "late", "failed"))
