@@ -53,10 +53,7 @@ def is_local_endpoint(endpoint: str) -> bool:
         return True
     if transport not in ("tcp", "ws", "wss"):
         return False
-    host = address.rpartition(":")[0] if ":" in address else address
-    if ";" in host:  # "source;destination" form: judge the local address bound
-        host = host.split(";")[-1]
-    host = host.strip("[]")
+    host = (address.rpartition(":")[0] if ":" in address else address).strip("[]")
     if host == "localhost":
         return True
     try:

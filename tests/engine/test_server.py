@@ -78,6 +78,23 @@ def frame_parts(pullback: Pullback, i: int, flags: int | None = None, pullback_i
                         flags=flags_for(i, len(pullback)) if flags is None else flags)
 
 
+def wait_for_pullback(control: ControlClient, pid: str, done: Callable[[dict], bool],
+                      timeout_s: float = 30.0) -> dict:
+    """Poll the control ``pullback`` command until ``done(state)``; the pullback may not be open
+    yet when polling starts (its START frame still on the way)."""
+    deadline = time.monotonic() + timeout_s
+    state = None
+    while True:
+        try:
+            state = control.request("pullback", pullback_id=pid)["pullback"]
+        except ControlError:
+            state = None
+        if state is not None and done(state):
+            return state
+        assert time.monotonic() < deadline, f"pullback {pid}: {state}"
+        time.sleep(0.02)
+
+
 class Harness:
     """A started in-process engine with a control client, an event listener and a display."""
 
@@ -108,29 +125,12 @@ class Harness:
         return pid
 
     def wait_pullback(self, pid: str, timeout_s: float = 30.0) -> dict:
-        deadline = time.monotonic() + timeout_s
-        state = None
-        while True:
-            try:
-                state = self.control.request("pullback", pullback_id=pid)["pullback"]
-            except ControlError:  # its START frame has not been read yet
-                pass
-            if state is not None and state["state"] in ("complete", "incomplete"):
-                return state
-            assert time.monotonic() < deadline, f"pullback {pid} still {state}"
-            time.sleep(0.02)
+        return wait_for_pullback(self.control, pid, lambda s: s["state"] in ("complete", "incomplete"),
+                                 timeout_s)
 
     def wait_received(self, pid: str, n: int, key: str = "received", timeout_s: float = 10.0) -> None:
         """Wait until the engine counts ``n`` frames of ``pid`` under ``key``."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                if self.control.request("pullback", pullback_id=pid)["pullback"][key] >= n:
-                    return
-            except ControlError:
-                pass
-            assert time.monotonic() < deadline, f"{pid}: fewer than {n} {key}"
-            time.sleep(0.02)
+        wait_for_pullback(self.control, pid, lambda s: s[key] >= n, timeout_s)
 
     def collect_events(self, until: Callable[[dict], bool] | None = None, timeout_s: float = 5.0) -> list[dict]:
         """Read status events (keeping them) until one satisfies ``until`` or the timeout."""
