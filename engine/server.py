@@ -43,6 +43,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from engine import __version__, contours
+from engine.backends import registry
 from engine.caselog import CaseLog
 from engine.config import Config, ConfigError, GuidanceConfig
 from engine.guidance import pullback_guidance
@@ -458,6 +459,8 @@ class Engine:
         self.policy: SecurityPolicy | None = None
         self.stage_status: dict = {}
         self.model: dict = {}
+        self.backends: dict = {}
+        self.fallbacks: list[str] = []
         self.context: zmq.Context | None = None
         self._curve: CurveServer | None = None
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -524,6 +527,11 @@ class Engine:
                 worker.start()
             for ready in stages_ready:
                 self._wait(ready, "an analysis stage")
+            self.backends = registry().report()
+            self.fallbacks = [
+                f"{kind}: {d['preferred']} unavailable ({d['fallback_reason']}), using {d['selected']}"
+                for kind, d in self.backends["selected"].items() if d.get("fallback_reason")
+            ] + list(self.stage_status.get("fallbacks") or [])
             self._phase = "running"
             self._io = threading.Thread(target=self._io_main, name="octguide-io", daemon=True)
             self._io.start()
@@ -825,6 +833,9 @@ class Engine:
         if self.policy.mode == "insecure":
             self._event("insecure", detail="non-loopback endpoints without CurveZMQ (--insecure)",
                         endpoints=list(self.policy.public_endpoints))
+        for fallback in self.fallbacks:
+            log.warning("backend fallback: %s", fallback)
+            self._event("fallback", detail=fallback)
         try:
             self._io_loop(frames, overlay, control, wake, monitors)
         except BaseException as exc:
@@ -1341,6 +1352,8 @@ class Engine:
             "config_hash": self.config_hash,
             "model": self.model,
             "stage": self.stage_status,
+            "backends": self.backends,
+            "fallbacks": self.fallbacks,
             "security": self.policy.describe() if self.policy else None,
             "endpoints": self.endpoints,
             "counters": self._counter_snapshot(),

@@ -247,6 +247,17 @@ def test_live_display_gets_the_newest_frame_and_the_rest_is_backfilled(start_eng
     assert_fates_add_up(status["counters"], status["scheduler"])
 
 
+def test_two_workers_analyse_every_frame(start_engine):
+    h = start_engine(stage=lambda: SlowMetal(delay_s=0.005), workers=2)
+    pid = h.send_pullback(small_pullback(24), fps=None)
+    state = h.wait_pullback(pid)
+    assert state["state"] == "complete" and state["shown"] + state["backfilled"] + state["late"] == 24
+    live = [m.body["frame"] for m in h.display_messages() if m.topic == b"overlay"]
+    assert live == sorted(live)  # a live result overtaken by a newer one's overlay is "late", not shown
+    status = h.status_()
+    assert_fates_add_up(status["counters"], status["scheduler"])
+
+
 def test_overload_skip_policy_counts_and_records_skipped_frames(start_engine):
     h = start_engine(stage=lambda: SlowMetal(delay_s=0.02), max_pending_frames=3)
     pid = h.send_pullback(small_pullback(20), fps=None)
@@ -498,8 +509,11 @@ def test_control_channel_commands_and_errors(start_engine):
     assert config["config_hash"] == h.engine.config.config_hash()
     status = h.status_()
     for key in ("engine_version", "protocol_version", "model", "stage", "security", "counters",
-                "scheduler", "endpoints", "config_hash"):
+                "scheduler", "endpoints", "config_hash", "backends", "fallbacks"):
         assert key in status
+    assert status["backends"]["selected"]["scan_convert"]["selected"] == status["stage"]["backends"][
+        "scan_convert"]["backend"]
+    assert status["backends"]["backends"]["numpy"]["available"]
     assert status["security"]["mode"] == "loopback"
     for cmd, args, match in [("fly", {}, "unknown command"), ("pullback", {}, "needs a 'pullback_id'"),
                              ("results", {"pullback_id": "nope"}, "no results"),
