@@ -210,6 +210,13 @@ class GuidanceConfig(_Section):
         doc="Available stent lengths, strictly increasing; the landing-to-landing distance is "
         "rounded up to the next one.",
     )  # fmt: skip
+    plaque_min_thickness_mm: float = _threshold(
+        0.05, unit="mm", low=0.0, high=1.0,
+        source="octguide definition: ~4x OCT axial resolution (10-15 um, DOMAIN.md s1)",
+        doc="A ray about the lumen centroid counts as plaque only where its plaque is at least "
+        "this thick: the tapering edge of a plaque, thinner than the image resolves, is not "
+        "plaque for arcs and landing zones.",
+    )  # fmt: skip
     landing_plaque_free_arc_deg: float = _threshold(
         220.0, unit="deg", low=0.0, high=360.0,
         source="DOMAIN.md s4: plaque-free arc >= 220 deg predicts plaque burden < 40%; "

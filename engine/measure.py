@@ -17,6 +17,7 @@ from engine.config import GuidanceConfig
 
 PLAQUE_TYPES = ("calcium", "lipid", "fibrous")  #: a ray's type: first of these it meets
 MIN_PLAQUE_ARC_DEG = 1.0  #: runs of rays narrower than this are not reported as a plaque
+CAP_SMOOTH_RAYS = 9  #: running-median window for cap thickness (4.5 degrees at 720 rays)
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def measure_plaque(
     cfg: GuidanceConfig,
     n_rays: int = 720,
     step_mm: float = 0.005,
+    wall_mask: np.ndarray | None = None,
 ) -> dict:
     """Plaque arcs, thicknesses and caps about the lumen centroid.
 
@@ -128,16 +130,22 @@ def measure_plaque(
     n_stored_alines : int
         Valid stored A-lines: plaque extents are reported as stored rows.
     cfg : GuidanceConfig
-        TCFA thresholds.
+        TCFA thresholds and ``plaque_min_thickness_mm`` (thinner runs on a ray are not plaque).
     n_rays, step_mm : int, float
         Rays about the centroid and sampling step along them.
+    wall_mask : numpy.ndarray, optional
+        ``(R, C)`` bool, everything that is not lumen, on ``grid``. When given, a fibrous cap is
+        measured from where each ray enters this mask, on the same grid as the lipid, rather than
+        from the lumen contour: a 50 um cap is a few pixels, and the two grids' quantisation
+        would otherwise dominate it.
 
     Returns
     -------
     dict
         ``plaque`` (list of {type, alines, arc_deg, max_thickness_mm, min_cap_thickness_mm}),
         ``plaque_free_arc_deg``, ``calcium`` {arc_deg, max_thickness_mm}, ``lipid`` {arc_deg,
-        min_cap_thickness_mm, tcfa}. A ray's type is the first of calcium, lipid, fibrous it meets.
+        min_cap_thickness_mm, tcfa}. A ray's type is the first of calcium, lipid, fibrous it meets
+        at least ``cfg.plaque_min_thickness_mm`` thick.
     """
     cx, cy = lumen.centroid_xy
     profiles = {
@@ -147,9 +155,21 @@ def measure_plaque(
         )
         for name in PLAQUE_TYPES
     }
+    if wall_mask is not None:
+        surface = contours.ray_profiles(
+            wall_mask, grid.column_radius_mm, grid.angles_rad, (cx, cy), n_rays=n_rays, step_mm=step_mm
+        ).first_distance_mm
+        cap_mm = np.maximum(profiles["lipid"].first_distance_mm - surface, 0.0)
+    else:
+        cap_mm = profiles["lipid"].depth_below_lumen_mm()
+    # Where the lumen wall slopes, a row-quantised map puts staircase notches of about
+    # slope x row pitch (~15 um) into a cap; a running median over CAP_SMOOTH_RAYS rays removes
+    # them before the minimum is taken.
+    cap_mm = _circular_running_median(cap_mm, CAP_SMOOTH_RAYS)
     ray_type = np.full(n_rays, "", dtype=object)
     for name in reversed(PLAQUE_TYPES):
-        ray_type[profiles[name].hit] = name
+        p = profiles[name]
+        ray_type[p.hit & (p.thickness_mm >= cfg.plaque_min_thickness_mm)] = name
     plaques = []
     for name in PLAQUE_TYPES:
         p = profiles[name]
@@ -164,7 +184,7 @@ def measure_plaque(
                 py = cy + p.lumen_distance_mm[k] * np.sin(p.angles_rad[k])
                 row = np.round(np.arctan2(py, px) % (2 * np.pi) / (2 * np.pi) * n_stored_alines)
                 ends.append(int(row) % n_stored_alines)
-            cap = float(np.nanmin(p.depth_below_lumen_mm()[rays])) if name == "lipid" else None
+            cap = float(np.nanmin(cap_mm[rays])) if name == "lipid" else None
             plaques.append(
                 {
                     "type": name,
@@ -178,9 +198,7 @@ def measure_plaque(
     lipid_rays = ray_type == "lipid"
     calcium_arc = 360.0 * calcium_rays.mean()
     lipid_arc = 360.0 * lipid_rays.mean()
-    min_cap = (
-        float(np.nanmin(profiles["lipid"].depth_below_lumen_mm()[lipid_rays])) if lipid_rays.any() else None
-    )
+    min_cap = float(np.nanmin(cap_mm[lipid_rays])) if lipid_rays.any() else None
     return {
         "plaque": plaques,
         "plaque_free_arc_deg": round(360.0 * float(np.mean(ray_type == "")), 2),
@@ -268,6 +286,17 @@ def measure_struts(
         "area_mm2": round(contours.polygon_area_mm2(fx, fy), 4),
         "min_diameter_mm": round(diameters.min_mm, 4),
     }
+
+
+def _circular_running_median(values: np.ndarray, width: int) -> np.ndarray:
+    """Running median over ``width`` neighbours with wrap-around, ignoring NaN (all-NaN -> NaN)."""
+    half = width // 2
+    windows = np.stack([np.roll(values, shift) for shift in range(-half, half + 1)])
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(windows).any(axis=0)
+        out = np.full(values.shape, np.nan)
+        out[finite] = np.nanmedian(windows[:, finite], axis=0)
+    return np.where(np.isfinite(values), out, np.nan)
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:

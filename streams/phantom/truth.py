@@ -15,10 +15,12 @@ from engine import contours, measure
 from engine.config import GuidanceConfig
 from streams.geometry import FrameGeometry
 from streams.phantom import model as m
-from streams.phantom.render import Rendered
+from streams.phantom.render import Rendered, _crossing
 from streams.truth import FrameTruth, Label
 
 N_RAYS = 720
+_NO_SURFACE_MM = 50.0  #: stands in for "no lipid at this angle" in a crossing table
+_CAP_SEARCH_MM = 1.0  #: a pool further than this behind the lumen surface has no cap to speak of
 BLOOD_LOW_CONFIDENCE_MU_T = 2.0  #: residual blood above this attenuation (1/mm) spoils the frame
 _TYPES = (("calcium", Label.CALCIUM), ("lipid", Label.LIPID), ("fibrous", Label.FIBROUS))
 _TABLE_STRIDE = 4  #: contour tables are subsampled to 512 vertices for diameter measurement
@@ -35,6 +37,26 @@ def _table_area_mm2(radius: np.ndarray) -> float:
 
 def _table_diameters(radius: np.ndarray, phi: np.ndarray) -> contours.Diameters:
     return contours.diameters_through_centroid(radius[::_TABLE_STRIDE], phi[::_TABLE_STRIDE])
+
+
+def _min_cap_along_rays_mm(section: m.CrossSection, centroid_xy: tuple[float, float]) -> float | None:
+    """Thinnest fibrous cap over a lipid pool along rays from the lumen centroid (vessel frame).
+
+    Exact ray-contour crossings of the lumen surface and of the pool's front surface (the
+    model's continuous geometry), so the cap does not depend on any sampling grid.
+    """
+    layers = section.layers
+    lipid = (layers[m.CORE_KIND] == m.CORE_LIPID) & (layers[m.CORE_T] > 0.0)
+    front = np.where(lipid, layers[m.LUMEN] + layers[m.FIBROUS_T], _NO_SURFACE_MM)
+    table = np.stack([layers[m.LUMEN], front])
+    caps = []
+    for angle in 2 * np.pi * np.arange(N_RAYS) / N_RAYS:
+        ux, uy = np.cos(angle), np.sin(angle)
+        surface = _crossing(table, 0, centroid_xy[0], centroid_xy[1], ux, uy, 0.0, 12.0, 0.002)
+        pool = _crossing(table, 1, centroid_xy[0], centroid_xy[1], ux, uy, 0.0, 12.0, 0.002)
+        if np.isfinite(surface) and np.isfinite(pool) and pool - surface < _CAP_SEARCH_MM:
+            caps.append(pool - surface)
+    return float(min(caps)) if caps else None
 
 
 def _middle_of_run(first: int, last: int, n: int) -> int:
@@ -86,21 +108,21 @@ def frame_truth(
         contour_xy=(lumen_x, lumen_y),
     )
     masks = {name: labels == label for name, label in _TYPES}
+    # Caps too are measured along rays from the lumen centroid (the perpendicular thickness on
+    # a sloping lumen wall is less than the model's radial cap thickness).
+    wall = ~np.isin(labels, (Label.CATHETER, Label.LUMEN, Label.GUIDEWIRE, Label.STRUT))
     plaque = measure.measure_plaque(
-        masks, measure.PolarGrid(angles, radii), lumen, a, config, n_rays=N_RAYS, step_mm=step
+        masks, measure.PolarGrid(angles, radii), lumen, a, config, n_rays=N_RAYS, step_mm=step, wall_mask=wall
     )
-    plaques = plaque["plaque"]
-    lipid_arc = plaque["lipid"]["arc_deg"]
+    if plaque["lipid"]["arc_deg"] > 0:
+        # A cap is a few samples thick on the stored grid: measure it on the model itself.
+        cap = _min_cap_along_rays_mm(section, (cx + cat[0], cy + cat[1]))
+        plaque["lipid"]["min_cap_thickness_mm"] = _round(cap)
+        plaque["lipid"]["tcfa"] = measure.tcfa(cap, plaque["lipid"]["arc_deg"], config)
+        for entry in plaque["plaque"]:
+            if entry["type"] == "lipid":
+                entry["min_cap_thickness_mm"] = _round(cap)
 
-    # Cap thickness from the model, radially about the vessel centre: rays through a label map
-    # quantised to the stored grid would be off by a sample or two on a 50 um cap.
-    lipid_core = (section.layers[m.CORE_KIND] == m.CORE_LIPID) & (section.layers[m.CORE_T] > 0.01)
-    min_cap = float(section.layers[m.FIBROUS_T][lipid_core].min()) if lipid_arc > 0 and lipid_core.any() else None
-    for entry in plaques:
-        if entry["type"] == "lipid":
-            entry["min_cap_thickness_mm"] = _round(min_cap)
-    plaque["lipid"]["min_cap_thickness_mm"] = _round(min_cap)
-    plaque["lipid"]["tcfa"] = measure.tcfa(min_cap, lipid_arc, config)
 
     guidewire_runs = contours.circular_runs(rendered.blocker_kind == Label.GUIDEWIRE)
     guidewire = {"alines": list(max(guidewire_runs, key=lambda r: (r[1] - r[0]) % a))} if guidewire_runs else None
