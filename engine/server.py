@@ -1104,6 +1104,7 @@ class Engine:
         pb.counts[fate] += 1
         latency["end_to_end"] = end_to_end_ms
         record["latency_ms"] = {k: round(v, 3) for k, v in latency.items()}
+        record["lane"] = "live" if topic == TOPIC_OVERLAY else "backfill"
         self._record(pb, record)
 
     def _envelope(self, pullback_id: str, frame: int | None, lane: str | None, status: str | None) -> dict:

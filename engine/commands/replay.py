@@ -212,8 +212,10 @@ def replay(pullback: Pullback, control_endpoint: str, out: Path, *, fps: float |
         os.replace(tmp, out / name)
     result = json.loads(pullback_json)
     records = [json.loads(line) for line in frames_jsonl.splitlines() if line.strip()]
-    live = [r["latency_ms"]["end_to_end"] for r in records
-            if r.get("latency_ms") and r.get("status") != "rejected"]
+    def end_to_end(lane: str) -> dict:
+        return percentile_summary(np.asarray([r["latency_ms"]["end_to_end"] for r in records
+                                              if r.get("lane") == lane and r.get("latency_ms")]))
+
     statuses: dict[str, int] = {}
     for r in records:
         statuses[r.get("status")] = statuses.get(r.get("status"), 0) + 1
@@ -225,7 +227,7 @@ def replay(pullback: Pullback, control_endpoint: str, out: Path, *, fps: float |
                  "max_lag_ms": round(report.max_lag_ms, 3), "late": report.late},
         "statuses": statuses,
         "counts": result.get("counts"),
-        "end_to_end_ms": percentile_summary(np.asarray(live)),
+        "end_to_end_ms": {"live": end_to_end("live"), "backfill": end_to_end("backfill")},
         "guidance_delay_s": result.get("timing", {}).get("guidance_delay_s"),
         "guidance": guidance_summary(result),
         "results": {"frames": str(out / "frames.jsonl"), "pullback": str(out / "pullback.json")},
@@ -237,7 +239,6 @@ def replay(pullback: Pullback, control_endpoint: str, out: Path, *, fps: float |
 
 def format_summary(summary: dict) -> str:
     g = summary["guidance"]
-    lat = summary["end_to_end_ms"]
     lines = [
         f"pullback       {summary['pullback_id']} ({summary['frames']} frames)",
         (f"sent           in {summary['send']['duration_s']:.2f} s at "
@@ -245,9 +246,10 @@ def format_summary(summary: dict) -> str:
         "frames         " + ", ".join(f"{k} {v}" for k, v in sorted(summary["statuses"].items())),
         f"guidance ready {summary['guidance_delay_s']} s after the last frame was received",
     ]
-    if lat.get("n"):
-        lines.append(f"receipt->overlay p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, "
-                     f"max {lat['max']:.1f} ms (all frames, live and backfilled)")
+    for lane, lat in summary["end_to_end_ms"].items():
+        if lat.get("n"):
+            lines.append(f"{lane + ' overlays':<15}{lat['n']} frames, receipt to send p50 {lat['p50']:.1f} ms, "
+                         f"p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms")
     lines.append(f"status         {g['status']}")
     if g.get("mla_mm2") is not None:
         lines.append(f"MLA            {g['mla_mm2']:.2f} mm2 at frame {g['mla_frame']}")

@@ -210,6 +210,7 @@ def test_a_pullback_end_to_end_results_audit_and_latency(start_engine):
         assert r["pullback_id"] == pid and r["status"] == "ok"
         assert r["audit"]["config_hash"] == config_hash and "sha256" in r["audit"]["model"]
         assert r["latency_ms"]["end_to_end"] >= r["latency_ms"]["analysis"] > 0
+        assert r["lane"] in ("live", "backfill")
     assert summary["status"] == "complete" and summary["n_frames"] == 10
     assert summary == guidance[0].body
     assert summary["config_hash"] == config_hash and summary["pullback_id"] == pid
