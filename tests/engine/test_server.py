@@ -568,6 +568,34 @@ def test_stop_flushes_open_pullbacks_as_incomplete(tmp_path):
         db.close()
 
 
+def _shipped_model() -> Path:
+    from engine.segment import DEFAULT_MODEL
+
+    return Path(DEFAULT_MODEL)
+
+
+@pytest.mark.skipif(not _shipped_model().exists(), reason="the segmentation model has not shipped")
+def test_the_full_analysis_stage_through_the_engine(tmp_path):
+    from streams.phantom import generate_pullback
+
+    config = engine_config(tmp_path / "r", analysis="full", render_image=True)
+    h = Harness(Engine(config), display_topics=(b"overlay", b"backfill", b"guidance", b"image"))
+    try:
+        pullback = generate_pullback("calcified", seed=2, n_frames=6, n_alines=256, n_samples=512)
+        pid = h.send_pullback(pullback, fps=10.0)
+        state = h.wait_pullback(pid, timeout_s=60)
+        assert state["state"] == "complete" and state["failed"] == 0
+        summary, records = h.results(pid)
+        model = h.status_()["model"]
+        assert model["sha256"] and summary["model"] == model
+        assert all(r["audit"]["model"]["sha256"] == model["sha256"] for r in records)
+        assert any(r["lumen"] is not None for r in records)
+        assert {"segment", "detect_metal", "measure"} <= records[0]["latency_ms"].keys()
+        assert summary["mla"] is not None
+    finally:
+        h.close()
+
+
 def test_reject_reasons_reported_are_the_documented_ones():
     doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
     for reason in REJECT_REASONS:
