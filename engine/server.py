@@ -539,6 +539,7 @@ class Engine:
         except BaseException:
             self._phase = "closing"
             self._shutdown_threads()
+            self._phase = "stopped"
             raise
         log.info("engine %s serving: %s (security: %s)", __version__, self.endpoints, self.policy.mode)
         return dict(self.endpoints)
