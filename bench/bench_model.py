@@ -1,95 +1,137 @@
-"""Benchmark of the segmentation model: ONNX Runtime CPU vs torch eager, TensorRT, int8.
+"""Segmentation model benchmark: ONNX Runtime CPU vs torch eager, the whole stage, TensorRT, int8.
 
-Run from the repository root::
+Run from the repository root (``octguide bench model`` once the suite is registered)::
 
-    python bench/bench_model.py                 # ORT CPU vs torch eager, segment stage
-    python bench/bench_model.py --int8          # + int8 dynamic/static latency and accuracy
-    python bench/bench_model.py --out bench/results/model_cpu.json
+    python bench/bench_model.py              # table; writes bench/results/model_<host>_<date>.json
+    python bench/bench_model.py --int8       # + int8 dynamic/static latency and held-out accuracy
 
-What it measures, all on the shipped model at its grid, batch 1, in one process:
+What it measures, on the shipped model at its grid, batch 1, in one process:
 
-* ``onnxruntime``: per-frame inference latency of the verified ONNX model
-  (:class:`models.runtime.OnnxRuntime`, 2 intra-op threads, all graph optimisations);
-* ``torch_eager``: the same weights (``octseg.pt``) in torch eager mode, ``inference_mode``,
-  2 threads (skipped when torch is not installed);
-* ``segment_stage``: the whole stage per frame (preprocessing of a 500 x 1000 phantom frame,
-  inference, read-out), ORT runtime;
-* ``tensorrt``: TensorRT fp16 inference (when TensorRT and a GPU are usable and an engine was
-  built with ``octguide build-engine``), and the whole stage with it;
-* ``--int8``: ORT int8 dynamic and static variants (:mod:`models.quantize`): latency and the
-  held-out 'ci' metrics next to the float32 model's.
+* ``onnxruntime``: inference latency of the verified ONNX model (:class:`models.runtime.OnnxRuntime`,
+  2 intra-op threads, all graph optimisations), and with 1 thread or basic optimisations only;
+* ``torch eager``: the same weights (``octseg.pt``) in torch eager mode, ``inference_mode``,
+  2 threads (absent when torch is not installed);
+* ``segment stage``: the whole stage per frame (preprocessing of a 500 x 1000 phantom frame,
+  inference, read-out) with ONNX Runtime;
+* ``tensorrt fp16``: inference and whole stage with TensorRT, where TensorRT and a GPU are usable
+  and ``octguide build-engine`` has cached an engine;
+* ``--int8``: ONNX Runtime int8 dynamic and static variants (:mod:`models.quantize`): latency,
+  agreement with float32, and the held-out 'ci' metrics of each.
 
-ORT and torch alternate in blocks on the same input so that background load on shared cores hits
-both alike; the first 20 runs of each are warm-up. Reported: median, p99, mean, in ms.
+Inputs are ``--frames`` distinct preprocessed phantom frames, cycled. Backends are measured in
+``--rounds`` interleaved rounds (background load on shared cores then hits all of them alike)
+after ``--warmup`` untimed calls; reported: median, p99, mean, min in ms.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
-import logging
 import os
 import platform
+import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-from engine.backends import registry
-from engine.segment import DEFAULT_MODEL, Segmenter, SegmenterConfig
-from models.manifest import load_manifest
-from models.runtime import RUNTIMES, OnnxRuntime
+from engine.backends import registry  # noqa: E402
+from engine.preprocess import Preprocessor  # noqa: E402
+from engine.segment import DEFAULT_MODEL, Segmenter, SegmenterConfig  # noqa: E402
+from models.manifest import Manifest, load_manifest  # noqa: E402
+from models.runtime import RUNTIMES, OnnxRuntime  # noqa: E402
+from streams.phantom import generate_pullback  # noqa: E402
 
-WARMUP = 20
-BLOCK = 25
+RESULTS = REPO / "bench" / "results"
+TARGETS = {
+    "onnxruntime_median_ms": ("<=", 12.0),
+    "onnxruntime_speedup_vs_torch": (">=", 2.0),
+    "tensorrt_fp16_median_ms": ("<=", 1.0),
+}
 
 
-def stats(times_s: list[float]) -> dict:
-    ms = np.asarray(times_s) * 1e3
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--repeats", type=int, default=300, metavar="N", help="timed calls per backend")
+    parser.add_argument("--warmup", type=int, default=20, metavar="N", help="untimed calls first")
+    parser.add_argument(
+        "--rounds", type=int, default=3, metavar="N", help="measure all backends this many times, interleaved"
+    )
+    parser.add_argument("--frames", type=int, default=8, metavar="N", help="distinct frames cycled")
+    parser.add_argument("--no-save", action="store_true", help="do not write bench/results/")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="model .onnx (default: shipped)")
+    parser.add_argument("--int8", action="store_true", help="also study int8 dynamic/static quantisation")
+
+
+def machine_info() -> dict:
+    """Where the numbers were taken: host, CPU, cores, load and library versions."""
+    cpu = platform.processor() or platform.machine()
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    libraries = {n: e["version"] for n, e in registry().report()["backends"].items() if e["available"]}
+    try:
+        import torch
+
+        libraries["torch"] = str(torch.__version__)
+    except ImportError:
+        pass
     return {
-        "median_ms": round(float(np.median(ms)), 3),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3),
-        "mean_ms": round(float(ms.mean()), 3),
-        "runs": int(ms.size),
+        "host": socket.gethostname(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "loadavg_start": list(os.getloadavg()),
+        "libraries": libraries,
     }
 
 
-def phantom_frame(grid, mapping):
-    """A preprocessed 500 x 1000 phantom frame (calcified lesion) and the raw frame."""
-    from engine.preprocess import Preprocessor
-    from streams.phantom import generate_pullback
-
-    pullback = generate_pullback("calcified", seed=123_456, n_frames=1, frame_pitch_mm=20.0)
-    frame = pullback.frame(0)
-    stage = Preprocessor(grid, mapping)
-    stage.start()
-    x = stage.process(frame)[None, None]
-    stage.stop()
-    return x, pullback
+def _stats(samples_ms: np.ndarray) -> dict:
+    return {
+        "median_ms": round(float(np.median(samples_ms)), 3),
+        "p99_ms": round(float(np.percentile(samples_ms, 99)), 3),
+        "mean_ms": round(float(samples_ms.mean()), 3),
+        "min_ms": round(float(samples_ms.min()), 3),
+        "samples": int(samples_ms.size),
+    }
 
 
-def interleaved(runners: dict, x: np.ndarray, runs: int) -> dict:
-    """Run each callable ``runs`` times after warm-up, alternating in blocks; return stats."""
-    times = {name: [] for name in runners}
-    for name, fn in runners.items():
-        for _ in range(WARMUP):
-            fn(x)
-    while any(len(t) < runs for t in times.values()):
-        for name, fn in runners.items():
-            for _ in range(min(BLOCK, runs - len(times[name]))):
+def measure(calls: dict[str, Callable[[int], object]], repeats: int, warmup: int, rounds: int) -> dict:
+    """Time each ``call(i)`` ``repeats`` times per round, rounds interleaved; pooled stats."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for name, call in calls.items():
+        for i in range(warmup):
+            call(i)
+    for _ in range(rounds):
+        for name, call in calls.items():
+            for i in range(repeats):
                 start = time.perf_counter()
-                fn(x)
-                times[name].append(time.perf_counter() - start)
-    return {name: stats(t) for name, t in times.items()}
+                call(i)
+                samples[name].append(time.perf_counter() - start)
+    return {name: _stats(np.asarray(s) * 1e3) for name, s in samples.items()}
 
 
-def torch_runner(manifest):
-    """torch eager on the checkpoint next to the model, or None without torch/checkpoint."""
+def phantom_frames(manifest: Manifest, count: int):
+    """``count`` 500 x 1000 phantom frames along a calcified lesion, raw and preprocessed."""
+    pullback = generate_pullback("calcified", seed=123_456, n_frames=count, frame_pitch_mm=1.0)
+    stage = Preprocessor(manifest.grid, manifest.mapping)
+    stage.start(pullback.geometry)
+    inputs = [stage.process(pullback.frame(i))[None, None] for i in range(count)]
+    stage.stop()
+    return pullback, inputs
+
+
+def torch_call(manifest: Manifest, inputs: list[np.ndarray]) -> Callable[[int], object] | None:
+    """torch eager on the checkpoint next to the model; None without torch or checkpoint."""
+    checkpoint = manifest.model_path.with_suffix(".pt")
     try:
         import torch
 
@@ -97,49 +139,33 @@ def torch_runner(manifest):
         from models.train import load_checkpoint
     except ImportError:
         return None
-    checkpoint = manifest.model_path.with_suffix(".pt")
     if not checkpoint.is_file():
         return None
     torch.set_num_threads(2)
     net, _ = load_checkpoint(checkpoint)
     model = InferenceModel(net).eval()
+    tensors = [torch.from_numpy(x) for x in inputs]
 
-    def run(x):
+    def call(i: int) -> object:
         with torch.inference_mode():
-            return model(torch.from_numpy(x))
+            return model(tensors[i % len(tensors)])
 
-    return run
-
-
-def stage_latency(config: SegmenterConfig, pullback, runs: int) -> dict:
-    seg = Segmenter(config)
-    seg.start(pullback.geometry)
-    frame = pullback.frame(0)
-    for _ in range(WARMUP):
-        seg.process(frame)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        seg.process(frame)
-        times.append(time.perf_counter() - start)
-    seg.stop()
-    return stats(times)
+    return call
 
 
-def int8_study(manifest, runs: int, x: np.ndarray) -> dict:
-    """Latency and held-out 'ci' accuracy of the int8 variants next to float32."""
+def stage_call(segmenter: Segmenter, pullback) -> Callable[[int], object]:
+    frames = [pullback.frame(i) for i in range(len(pullback))]
+    return lambda i: segmenter.process(frames[i % len(frames)])
+
+
+def int8_study(manifest: Manifest, inputs: list[np.ndarray], args: argparse.Namespace) -> dict:
+    """Latency, agreement with float32 and held-out 'ci' metrics of the int8 variants."""
     from models.evaluate import EVAL_SETS, evaluate
     from models.quantize import quantize
 
     keys = (
-        "lumen_dice",
-        "lumen_area_error_pct",
-        "eel_mae_um",
-        "dice_fibrous",
-        "dice_lipid",
-        "dice_calcium",
-        "guidewire_iou",
-        "confidence_ece",
+        "lumen_dice", "lumen_area_error_pct", "eel_mae_um", "dice_fibrous", "dice_lipid", "dice_calcium",
+        "guidewire_iou", "confidence_ece",
     )
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,95 +173,146 @@ def int8_study(manifest, runs: int, x: np.ndarray) -> dict:
         for kind in ("int8-dynamic", "int8-static"):
             variants[kind] = quantize(manifest, Path(tmp), kind)
         sessions = {k: OnnxRuntime(m, registry(), {"threads": 2}) for k, m in variants.items()}
-        latency = interleaved({k: s.run for k, s in sessions.items()}, x, runs)
-        reference = sessions["fp32"].run(x)
-        for kind, m in variants.items():
-            outputs = sessions[kind].run(x)
-            seg = Segmenter(SegmenterConfig(model=str(m.model_path)))
-            seg.start()
-            metrics = evaluate(seg, EVAL_SETS["ci"])["metrics"]
-            seg.stop()
+        calls = {k: (lambda i, s=s: s.run(inputs[i % len(inputs)])) for k, s in sessions.items()}
+        latency = measure(calls, args.repeats, args.warmup, args.rounds)
+        reference = [sessions["fp32"].run(x) for x in inputs]
+        for kind, variant in variants.items():
+            got = [sessions[kind].run(x) for x in inputs]
+            segmenter = Segmenter(SegmenterConfig(model=str(variant.model_path)))
+            segmenter.start()
+            metrics = evaluate(segmenter, EVAL_SETS["ci"])["metrics"]
+            segmenter.stop()
             out[kind] = {
                 "latency": latency[kind],
-                "size_bytes": m.model_path.stat().st_size,
+                "size_bytes": variant.model_path.stat().st_size,
                 "max_abs_prob_diff_vs_fp32": float(
-                    np.abs(outputs.class_prob - reference.class_prob).max()
+                    max(np.abs(g.class_prob - r.class_prob).max() for g, r in zip(got, reference))
                 ),
                 "class_map_agreement_vs_fp32": float(
-                    np.mean(outputs.class_prob.argmax(1) == reference.class_prob.argmax(1))
+                    np.mean([np.mean(g.class_prob.argmax(1) == r.class_prob.argmax(1)) for g, r in zip(got, reference)])
                 ),
                 "ci_metrics": {k: round(metrics[k], 4) for k in keys},
             }
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=str(DEFAULT_MODEL))
-    parser.add_argument(
-        "--runs", type=int, default=300, help="timed runs per variant (default 300)"
-    )
-    parser.add_argument(
-        "--int8", action="store_true", help="also study int8 dynamic/static quantisation"
-    )
-    parser.add_argument("--out", type=Path, default=None, help="write the results JSON here")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-
+def run_benchmark(args: argparse.Namespace) -> dict:
     manifest = load_manifest(Path(args.model))
-    x, pullback = phantom_frame(manifest.grid, manifest.mapping)
+    pullback, inputs = phantom_frames(manifest, args.frames)
     backends = registry()
+    ort = OnnxRuntime(manifest, backends, {"threads": 2})
+    calls = {"onnxruntime": lambda i: ort.run(inputs[i % len(inputs)])}
+    # Tuning alternatives to the shipped settings (2 threads, all graph optimisations).
+    for label, options in (("1 thread", {"threads": 1}), ("basic graph opt", {"threads": 2, "optimization": "basic"})):
+        variant = OnnxRuntime(manifest, backends, options)
+        calls[f"onnxruntime ({label})"] = lambda i, v=variant: v.run(inputs[i % len(inputs)])
+    torch_run = torch_call(manifest, inputs)
+    if torch_run is not None:
+        calls["torch eager"] = torch_run
+    segmenter = Segmenter(SegmenterConfig(model=args.model, warmup_frames=0))
+    segmenter.start(pullback.geometry)
+    calls["segment stage (onnxruntime)"] = stage_call(segmenter, pullback)
+    gpu_segmenter = None
+    trt_reason = backends.why_not(RUNTIMES["tensorrt"])
+    if trt_reason is None:
+        gpu_segmenter = Segmenter(
+            SegmenterConfig(model=args.model, runtime="tensorrt", preprocess_backend="cupy", warmup_frames=0)
+        )
+        gpu_segmenter.start(pullback.geometry)
+        calls["tensorrt fp16"] = lambda i: gpu_segmenter.runtime.run(inputs[i % len(inputs)])
+        calls["segment stage (tensorrt fp16)"] = stage_call(gpu_segmenter, pullback)
+    results = measure(calls, args.repeats, args.warmup, args.rounds)
+    segmenter.stop()
+    if gpu_segmenter is not None:
+        gpu_segmenter.stop()
+
+    measured = {"onnxruntime_median_ms": results["onnxruntime"]["median_ms"]}
+    if "torch eager" in results:
+        measured["onnxruntime_speedup_vs_torch"] = round(
+            results["torch eager"]["median_ms"] / results["onnxruntime"]["median_ms"], 3
+        )
+    if "tensorrt fp16" in results:
+        measured["tensorrt_fp16_median_ms"] = results["tensorrt fp16"]["median_ms"]
+    targets = {
+        name: {
+            "target": f"{op} {value}",
+            "measured": measured[name],
+            "met": measured[name] <= value if op == "<=" else measured[name] >= value,
+        }
+        for name, (op, value) in TARGETS.items()
+        if name in measured
+    }
     result = {
+        "suite": "model",
         "model": {
             "name": manifest.name,
             "version": manifest.version,
             "sha256": manifest.sha256,
             "grid": [manifest.grid.n_alines, manifest.grid.n_depth, manifest.grid.depth_mm],
         },
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "load_avg_1min": round(os.getloadavg()[0], 2),
-            "python": platform.python_version(),
-        },
-        "backends": {
-            k: v["version"] for k, v in backends.report()["backends"].items() if v["available"]
-        },
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "case": {"input": "500 x 1000 uint16 phantom frames (stage), model grid (inference)", "batch": 1},
+        "machine": machine_info(),
+        "results": results,
+        "targets": targets,
     }
-    ort = OnnxRuntime(manifest, backends, {"threads": 2})
-    runners = {"onnxruntime": ort.run}
-    torch_run = torch_runner(manifest)
-    if torch_run is not None:
-        runners["torch_eager"] = torch_run
-    result["inference"] = interleaved(runners, x, args.runs)
-    if torch_run is not None:
-        result["onnxruntime_speedup_vs_torch"] = round(
-            result["inference"]["torch_eager"]["median_ms"]
-            / result["inference"]["onnxruntime"]["median_ms"],
-            2,
+    if trt_reason is not None:
+        result["tensorrt"] = f"not measured: {trt_reason}"
+    if getattr(args, "int8", False):
+        result["int8"] = int8_study(manifest, inputs, args)
+    result["machine"]["loadavg_end"] = list(os.getloadavg())
+    return result
+
+
+def format_table(result: dict) -> str:
+    m = result["machine"]
+    lines = [
+        f"segmentation model {result['model']['name']} {result['model']['version']} grid {result['model']['grid']} "
+        f"on {m['cpu']} ({m['cores']} cores), load {m['loadavg_start']}",
+        f"{'backend':32s} {'median ms':>10s} {'p99 ms':>9s} {'mean ms':>9s} {'n':>6s}",
+    ]
+    for name, e in result["results"].items():
+        lines.append(f"{name:32s} {e['median_ms']:10.3f} {e['p99_ms']:9.3f} {e['mean_ms']:9.3f} {e['samples']:6d}")
+    for name, t in result["targets"].items():
+        lines.append(f"target {name}: {t['measured']} vs {t['target']} -> {'met' if t['met'] else 'NOT met'}")
+    if "tensorrt" in result:
+        lines.append(f"tensorrt: {result['tensorrt']}")
+    for kind, e in result.get("int8", {}).items():
+        lines.append(
+            f"{kind:14s} median {e['latency']['median_ms']:.3f} ms, agreement {e['class_map_agreement_vs_fp32']:.4f}, "
+            f"ci {e['ci_metrics']}"
         )
-    result["segment_stage_onnxruntime"] = stage_latency(
-        SegmenterConfig(model=args.model), pullback, args.runs
-    )
-    if backends.why_not(RUNTIMES["tensorrt"]) is None:
-        config = SegmenterConfig(model=args.model, runtime="tensorrt", preprocess_backend="cupy")
-        seg = Segmenter(config)
-        seg.start(pullback.geometry)
-        result["inference"].update(interleaved({"tensorrt_fp16": seg.runtime.run}, x, args.runs))
-        seg.stop()
-        result["segment_stage_tensorrt"] = stage_latency(config, pullback, args.runs)
-    else:
-        result["tensorrt"] = f"not run: {backends.why_not(RUNTIMES['tensorrt'])}"
-    if args.int8:
-        result["int8"] = int8_study(manifest, args.runs, x)
-    result["machine"]["load_avg_1min_after"] = round(os.getloadavg()[0], 2)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    return "\n".join(lines)
+
+
+def save(result: dict, folder: Path = RESULTS) -> Path:
+    """Write the result as ``model_<host>_<date>.json``; returns the path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in result["machine"]["host"])[:40]
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = folder / f"model_{host}_{stamp}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point shared by ``octguide bench model`` and this script."""
+    for name in ("repeats", "rounds", "frames"):
+        if getattr(args, name) < 1:
+            print(f"bench model: --{name} must be positive", file=sys.stderr)
+            return 2
+    if not hasattr(args, "model"):
+        args.model = str(DEFAULT_MODEL)
+    result = run_benchmark(args)
+    if not args.no_save:
+        result["saved_to"] = str(save(result).relative_to(REPO))
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,87 @@
+"""The shipped model's manifest, and the refusal of tampered files and mismatched I/O."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.backends import registry
+from engine.segment import DEFAULT_MODEL, Segmenter, SegmenterConfig
+from models.classes import ALineOutput, TissueClass
+from models.manifest import (
+    ModelChecksumError,
+    ModelManifestError,
+    ModelSignatureError,
+    load_manifest,
+    manifest_path_for,
+    sha256_of,
+)
+from models.runtime import OnnxRuntime
+from tests.models.conftest import needs_onnxruntime
+
+
+def test_shipped_manifest_describes_the_shipped_file():
+    manifest = load_manifest(DEFAULT_MODEL)
+    assert manifest.sha256 == sha256_of(DEFAULT_MODEL)
+    assert DEFAULT_MODEL.stat().st_size < 4 * 2**20
+    assert manifest.opset == 17
+    assert [s.name for s in manifest.inputs] == ["frames"]
+    assert [s.name for s in manifest.outputs] == ["class_prob", "aline_prob", "confidence"]
+    k, j = manifest.grid.n_alines, manifest.grid.n_depth
+    assert manifest.inputs[0].shape == ("batch", 1, k, j)
+    assert manifest.classes == tuple(c.name.lower() for c in TissueClass)
+    assert manifest.aline_outputs == tuple(o.name.lower() for o in ALineOutput)
+    for key in ("description", "training", "evaluation"):
+        assert key in manifest.data, key
+    assert manifest.data["training"]["config"]["train"]["seed_base"] == 10_000
+
+
+def test_a_modified_model_file_is_refused(shipped_copy):
+    data = bytearray(shipped_copy.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    shipped_copy.write_bytes(bytes(data))
+    with pytest.raises(ModelChecksumError, match="sha256 .* does not match the manifest"):
+        load_manifest(shipped_copy)
+    with pytest.raises(ModelChecksumError):
+        Segmenter(SegmenterConfig(model=str(shipped_copy))).start()
+
+
+def test_a_missing_or_malformed_manifest_is_refused(shipped_copy):
+    path = manifest_path_for(shipped_copy)
+    data = json.loads(path.read_text())
+    del data["sha256"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ModelManifestError, match="lacks \\['sha256'\\]"):
+        load_manifest(shipped_copy)
+    path.unlink()
+    with pytest.raises(ModelManifestError, match="manifest not found"):
+        load_manifest(shipped_copy)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d["inputs"][0].update(name="image"), "input names \\['frames'\\] differ"),
+        (lambda d: d["outputs"][0]["shape"].__setitem__(2, 128), "output 'class_prob' is float32"),
+        (lambda d: d["outputs"][2].update(dtype="float16"), "output 'confidence' is float32"),
+    ],
+)
+@needs_onnxruntime
+def test_io_that_differs_from_the_manifest_is_refused(shipped_copy, edit, message):
+    path = manifest_path_for(shipped_copy)
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    manifest = load_manifest(shipped_copy)  # the checksum still holds: the file is untouched
+    with pytest.raises(ModelSignatureError, match=message):
+        OnnxRuntime(manifest, registry(), {})
+
+
+def test_a_manifest_for_other_classes_is_refused(shipped_copy):
+    path = manifest_path_for(shipped_copy)
+    data = json.loads(path.read_text())
+    data["classes"] = data["classes"][::-1]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ModelSignatureError, match="classes"):
+        load_manifest(shipped_copy)
