@@ -242,21 +242,21 @@ def stage_factory(config: Config) -> Callable[[], AnalysisStage]:
                                 config.server.render_image)
 
 
-def screen_deg(geometry: FrameGeometry, orientation: DisplayOrientation, row: float,
-               seam_index: int) -> float:
-    """Screen angle (degrees clockwise from 12 o'clock) of a stored A-line row."""
-    a = geometry.n_valid_alines
-    shift = orientation.row_shift(seam_index, a)
-    direction = 1.0 if geometry.rotation == "CW" else -1.0
-    return (orientation.anchor_deg + direction * 360.0 * (row - shift) / a) % 360.0
+def screen_deg(geometry: FrameGeometry, grid: CartesianGrid, orientation: DisplayOrientation,
+               row: float, seam_index: int) -> float:
+    """Screen angle (degrees clockwise from 12 o'clock) of a stored A-line row, from the scan
+    converter's own mapping (:func:`engine.scan_convert.polar_to_image`)."""
+    x, y = polar_to_image(geometry, grid, orientation, row, 1.0, 0.0, seam_index)
+    centre = (grid.size_px - 1) / 2.0
+    return float(np.degrees(np.arctan2(x - centre, centre - y)) % 360.0)
 
 
-def _arc(geometry: FrameGeometry, orientation: DisplayOrientation, alines: list, seam: int) -> dict:
-    """Screen arc of an inclusive stored-row range, drawn in the direction of increasing angle."""
+def _arc(geometry: FrameGeometry, grid: CartesianGrid, orientation: DisplayOrientation,
+         alines: list, seam: int) -> dict:
+    """Screen arc of an inclusive stored-row range, clockwise from ``start_deg``."""
     first, last = alines
-    half_row = 0.5
-    a = screen_deg(geometry, orientation, first - half_row, seam)
-    b = screen_deg(geometry, orientation, last + half_row, seam)
+    a = screen_deg(geometry, grid, orientation, first - 0.5, seam)
+    b = screen_deg(geometry, grid, orientation, last + 0.5, seam)
     if geometry.rotation == "CC":
         a, b = b, a
     return {"alines": [int(first), int(last)], "start_deg": round(a, 2), "end_deg": round(b, 2),
@@ -310,8 +310,10 @@ def build_overlay(record: dict, frame: Frame, grid: CartesianGrid,
         "eel": None if not eel else {"points_px": polyline(eel.get("radius_mm")),
                                      "visible_arc_deg": eel.get("visible_arc_deg")},
         "plaque": None if plaque is None else [
-            {"type": p["type"], **_arc(g, orientation, p["alines"], frame.seam_index)} for p in plaque],
-        "guidewire": None if not guidewire else _arc(g, orientation, guidewire["alines"], frame.seam_index),
+            {"type": p["type"], **_arc(g, grid, orientation, p["alines"], frame.seam_index)}
+            for p in plaque],
+        "guidewire": None if not guidewire else _arc(g, grid, orientation, guidewire["alines"],
+                                                     frame.seam_index),
         "struts": struts,
         "metrics": {
             "lumen_area_mm2": (lumen or {}).get("area_mm2"),

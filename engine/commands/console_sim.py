@@ -11,7 +11,6 @@ import argparse
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from streams.io import read_pullback
@@ -60,11 +59,14 @@ def curve_keys(args: argparse.Namespace) -> CurveClientKeys | None:
     return CurveClientKeys.load(args.client_key, args.server_key)
 
 
-def phantom(scenario: str, seed: int, frames: int | None, alines: int, samples: int,
-            progress: Callable[[int, int], None] | None = None) -> Pullback:
-    """A phantom pullback at 180 frames/s (the OPTIS/Ultreon rate, DOMAIN.md section 1)."""
-    return generate_pullback(scenario, seed=seed, n_frames=frames, n_alines=alines,
-                             n_samples=samples, frame_rate_hz=180.0, progress=progress)
+def phantom(scenario: str, seed: int, frames: int | None, alines: int, samples: int) -> Pullback:
+    """A phantom pullback at 180 frames/s (the OPTIS/Ultreon rate, DOMAIN.md section 1),
+    rendered with a progress bar."""
+    progress = Progress("rendering phantom")
+    pullback = generate_pullback(scenario, seed=seed, n_frames=frames, n_alines=alines,
+                                 n_samples=samples, frame_rate_hz=180.0, progress=progress.update)
+    progress.close()
+    return pullback
 
 
 def wire_id(pullback_id: str) -> str:
@@ -80,30 +82,46 @@ def wire_id(pullback_id: str) -> str:
     return candidate
 
 
-def render_progress(label: str) -> Callable[[int, int], None] | None:
-    """A one-line stderr progress callback when stderr is a terminal."""
-    if not sys.stderr.isatty():
-        return None
+class Progress:
+    """A one-line progress bar on stderr (every 10% when stderr is not a terminal)."""
 
-    def show(done: int, total: int) -> None:
-        print(f"\r{label} {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
+    def __init__(self, label: str, width: int = 30):
+        self.label = label
+        self.width = width
+        self.tty = sys.stderr.isatty()
+        self.last_decile = -1
+        self.start = time.perf_counter()
 
-    return show
+    def update(self, done: int, total: int, extra: str = "") -> None:
+        fraction = done / total if total else 1.0
+        if self.tty:
+            filled = int(self.width * fraction)
+            bar = "#" * filled + "-" * (self.width - filled)
+            print(f"\r{self.label} [{bar}] {done}/{total} {extra} "
+                  f"{time.perf_counter() - self.start:5.1f} s", end="", file=sys.stderr, flush=True)
+        elif int(fraction * 10) > self.last_decile:
+            self.last_decile = int(fraction * 10)
+            print(f"{self.label}: {done}/{total} {extra}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.file is not None:
         pullback = read_pullback(args.file)
     else:
-        pullback = phantom(args.scenario, args.seed, args.frames, args.alines, args.samples,
-                           render_progress("rendering frame"))
+        pullback = phantom(args.scenario, args.seed, args.frames, args.alines, args.samples)
     fps = pullback.frame_rate_hz if args.fps is None else (args.fps or None)
     with FrameSender(args.engine, curve=curve_keys(args)) as sender:
         for _ in range(args.repeat):
             pullback_id = wire_id(pullback.pullback_id)
             start = time.perf_counter()
+            progress = Progress("sending")
             report = sender.send_pullback(pullback, fps=fps, pullback_id=pullback_id,
-                                          progress=render_progress("sent frame"))
+                                          progress=progress.update)
+            progress.close()
             rate = report.sent / max(time.perf_counter() - start, 1e-9)
             print(f"{pullback_id}: sent {report.sent} frames in {report.duration_s:.2f} s "
                   f"({rate:.1f} frames/s; target {fps or 'max'}), max lag {report.max_lag_ms:.2f} ms, "

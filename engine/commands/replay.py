@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.commands.console_sim import add_curve_arguments, curve_keys, phantom, wire_id
+from engine.commands.console_sim import Progress, add_curve_arguments, curve_keys, phantom, wire_id
 from engine.commands.serve import add_config_arguments
 from engine.server import guidance_summary, percentile_summary
 from streams.errors import OctguideError
@@ -77,36 +77,8 @@ def load(spec: str, frames: int | None, alines: int, samples: int) -> Pullback:
         name, _, seed = spec[len("phantom:"):].partition(":")
         if name not in SCENARIOS:
             raise ReplayError(f"unknown phantom scenario {name!r}; choose from {sorted(SCENARIOS)}")
-        progress = _Progress("rendering phantom") if sys.stderr.isatty() else None
-        return phantom(name, int(seed or 0), frames, alines, samples,
-                       progress.update if progress else None)
+        return phantom(name, int(seed or 0), frames, alines, samples)
     return read_pullback(spec)
-
-
-class _Progress:
-    """A one-line progress bar on stderr (every 10% when stderr is not a terminal)."""
-
-    def __init__(self, label: str, width: int = 30):
-        self.label = label
-        self.width = width
-        self.tty = sys.stderr.isatty()
-        self.last_decile = -1
-        self.start = time.perf_counter()
-
-    def update(self, done: int, total: int, extra: str = "") -> None:
-        fraction = done / total if total else 1.0
-        if self.tty:
-            filled = int(self.width * fraction)
-            bar = "#" * filled + "-" * (self.width - filled)
-            print(f"\r{self.label} [{bar}] {done}/{total} {extra} "
-                  f"{time.perf_counter() - self.start:5.1f} s", end="", file=sys.stderr, flush=True)
-        elif int(fraction * 10) > self.last_decile:
-            self.last_decile = int(fraction * 10)
-            print(f"{self.label}: {done}/{total} {extra}", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.tty:
-            print(file=sys.stderr)
 
 
 class _ChildEngine:
@@ -168,7 +140,7 @@ def replay(pullback: Pullback, control_endpoint: str, out: Path, *, fps: float |
         endpoints = status["endpoints"]
         pullback_id = wire_id(pullback.pullback_id)
         n = len(pullback)
-        progress = _Progress("replay") if show_progress else None
+        progress = Progress("replay") if show_progress else None
         analysed = 0
         last_poll = 0.0
 

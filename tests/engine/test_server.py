@@ -15,8 +15,8 @@ import pytest
 import zmq
 
 from engine.config import Config
-from engine.scan_convert import CartesianGrid
-from engine.server import Engine, MetalAnalysis
+from engine.scan_convert import CartesianGrid, DisplayOrientation
+from engine.server import Engine, MetalAnalysis, build_overlay, render_overlay
 from streams.geometry import FrameGeometry
 from streams.protocol import (
     FLAG_END_OF_PULLBACK,
@@ -281,6 +281,29 @@ def test_overload_block_policy_loses_nothing(start_engine):
     state = h.wait_pullback(pid)
     assert state["skipped"] == 0 and state["shown"] + state["backfilled"] + state["late"] == 20
     assert h.status_()["scheduler"]["evicted"] == 0
+
+
+def test_the_vector_overlay_places_contours_arcs_and_struts_on_the_display_grid():
+    g = FrameGeometry(n_alines=400, n_samples=500, aline_spacing_mm=0.01)
+    frame = Frame("p", 0, 0.0, np.zeros((400, 500), np.uint16), g, z_offset_px=7, seam_index=3)
+    grid = CartesianGrid(101, 10.1)  # 0.1 mm pixels, catheter centre at (50, 50)
+    record = {"frame": 0, "status": "ok", "lumen": {"radius_mm": [1.5] * 400, "area_mm2": 7.07},
+              "eel": None, "plaque": [{"type": "calcium", "alines": [100, 199]}],
+              "guidewire": {"alines": [390, 9]},
+              "struts": [{"aline": 100, "radius_mm": 2.0, "distance_to_lumen_um": 300.0, "malapposed": True},
+                         {"aline": 300, "radius_mm": 1.0, "distance_to_lumen_um": None, "malapposed": None}]}
+    overlay = build_overlay(record, frame, grid, DisplayOrientation(), {"metal": 1.0})
+    points = np.asarray(overlay["lumen"]["points_px"])
+    assert len(points) == 360  # at most 360 points
+    np.testing.assert_allclose(np.hypot(points[:, 0] - 50, points[:, 1] - 50), 15.0, atol=0.01)
+    assert overlay["plaque"] == [{"type": "calcium", "alines": [100, 199], "start_deg": 89.55,
+                                  "end_deg": 179.55, "arc_deg": 90.0}]
+    assert overlay["guidewire"]["arc_deg"] == pytest.approx(18.0) and overlay["guidewire"]["start_deg"] == 350.55
+    assert overlay["struts"][0] == {"x_px": 70.0, "y_px": 50.0, "state": "malapposed", "distance_um": 300.0}
+    assert overlay["struts"][1]["state"] == "unknown" and overlay["struts"][1]["x_px"] == 40.0
+    assert overlay["metrics"]["lumen_area_mm2"] == 7.07 and overlay["metrics"]["struts_malapposed"] == 1
+    image = render_overlay(np.random.default_rng(0).random((101, 101)), overlay)
+    assert image.shape == (101, 101, 3) and image.dtype == np.uint8
 
 
 # -- faults -------------------------------------------------------------------------------------
