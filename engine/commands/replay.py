@@ -220,7 +220,7 @@ def format_summary(summary: dict) -> str:
     ]
     for lane, lat in summary["end_to_end_ms"].items():
         if lat.get("n"):
-            lines.append(f"{lane + ' overlays':<15}{lat['n']} frames, receipt to send p50 {lat['p50']:.1f} ms, "
+            lines.append(f"{lane:<15}{lat['n']} overlays, receipt to send p50 {lat['p50']:.1f} ms, "
                          f"p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms")
     lines.append(f"status         {g['status']}")
     if g.get("mla_mm2") is not None:
