@@ -349,9 +349,9 @@ class ServerConfig(_Section):
     results_dir: str = _text(
         "octguide-results", doc="Folder for the case log and one results folder per pullback.")
     analysis: str = _text(
-        "metal", choices=("metal", "full"),
-        doc="Per-frame analysis stage: 'metal' (scan conversion and metal detection only) or "
-        "'full' (engine.analyse: preprocess, segment, metal, measure).")  # fmt: skip
+        "full", choices=("full", "metal"),
+        doc="Per-frame analysis stage: 'full' (engine.analyse: preprocess, segment, metal detection, "
+        "measure) or 'metal' (scan conversion and metal detection only: no model, no lumen).")  # fmt: skip
     workers: int = _integer(
         1, unit="threads", low=1, high=8,
         doc="Analysis threads, each with its own stage; 1 keeps the live lane's latency lowest on "

@@ -105,9 +105,9 @@ class MetalAnalysis:
 
     It measures what needs no model - guidewire shadow rows and stent struts (rows and radii)
     from :func:`engine.struts.detect_metal` - and leaves lumen, EEL and plaque ``null``
-    ("unknown", docs/results.md), so the guidance it leads to says it is unavailable. It serves
-    the engine until the full stage (``server.analysis = "full"``: :mod:`engine.analyse`) is
-    configured, and in tests of the engine that must not depend on a model.
+    ("unknown", docs/results.md), so the guidance it leads to says it is unavailable. It is
+    ``server.analysis = "metal"``: for engine tests that must not depend on a model, and for
+    running the engine where no model is installed.
 
     Parameters
     ----------
@@ -228,8 +228,8 @@ class FullAnalysis:
 
 
 def stage_factory(config: Config) -> Callable[[], AnalysisStage]:
-    """The constructor of the analysis stage ``config.server.analysis`` names ("metal" or
-    "full"), building the display grid from ``config.server``."""
+    """The constructor of the analysis stage ``config.server.analysis`` names ("full" or
+    "metal"), building the display grid from ``config.server``."""
     grid = CartesianGrid(config.server.image_size_px, config.server.image_fov_mm)
     orientation = DisplayOrientation()
     if config.server.analysis == "metal":

@@ -45,7 +45,9 @@ def test_replay_of_a_bundled_phantom_starts_an_engine_and_writes_the_results_con
     summary, records = read_results(out)
     assert RESULT_KEYS <= summary.keys() and summary["status"] == "complete"
     assert summary["pullback_id"].startswith("phantom-stented-malapposed-2.")
-    assert [r["frame"] for r in records] == list(range(6)) and {r["status"] for r in records} == {"ok"}
+    assert [r["frame"] for r in records] == list(range(6))
+    assert {r["status"] for r in records} <= {"ok", "low_confidence"}  # the full stage, by default
+    assert summary["model"]["sha256"] and all(r["audit"]["model"] == summary["model"] for r in records)
     assert all(r["pullback_id"] == summary["pullback_id"] and r["audit"]["config_hash"] for r in records)
     text = capsys.readouterr().out
     assert "guidance ready" in text and "not a medical device" in text

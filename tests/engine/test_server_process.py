@@ -31,7 +31,7 @@ class ServeProcess:
                    "--log-level", "WARNING"]
         settings = {f"server.{n}_endpoint": "tcp://127.0.0.1:*" for n in ("frames", "overlay", "status", "control")}
         settings.update({"server.results_dir": str(results), "server.image_size_px": 64,
-                         "server.heartbeat_s": 0.1})
+                         "server.heartbeat_s": 0.1, "server.analysis": "metal"})
         for key, value in settings.items():
             command += ["--set", f"{key}={json.dumps(value)}"]
         env = dict(os.environ, PYTHONPATH=str(REPO))
