@@ -196,6 +196,19 @@ def _compare_guidance(result: dict, truth: dict, cfg: GuidanceConfig) -> dict:
             rs and ts and rs["diameter_mm"] is not None and ts["diameter_mm"] is not None
             and abs(rs["diameter_mm"] - ts["diameter_mm"]) < 0.5 * cfg.diameter_step_mm
         )
+        unrounded = [_eel_sizing_diameter(result), _eel_sizing_diameter(truth)]
+        if rs and ts and None not in unrounded:
+            out["sizing_eel_diameter_unrounded_mm"] = [round(v, 4) for v in unrounded]
+        # A diameter that sits within measurement precision of a rounding step may round either
+        # way: one step apart with unrounded values within 1% is a boundary flip, not an error.
+        out["sizing_diameter_within_precision"] = bool(
+            out["sizing_diameter_equal"]
+            or (
+                rs and ts and None not in unrounded
+                and abs(abs(rs["diameter_mm"] - ts["diameter_mm"]) - cfg.diameter_step_mm) < 1e-9
+                and abs(unrounded[0] / unrounded[1] - 1) < 0.01
+            )
+        )
         out["sizing_length_within_one_step"] = bool(
             rs and ts and _length_steps(rs["length_mm"], ts["length_mm"], cfg.stent_lengths_mm) <= 1
         )
@@ -205,6 +218,13 @@ def _compare_guidance(result: dict, truth: dict, cfg: GuidanceConfig) -> dict:
         out["msa_error_pct"] = 100 * abs(rst["msa_mm2"] / tst["msa_mm2"] - 1)
         out["struts_malapposed"] = [rst["struts_malapposed"], tst["struts_malapposed"]]
     return out
+
+
+def _eel_sizing_diameter(guidance: dict) -> float | None:
+    """The unrounded EEL diameter an EEL-based sizing rounds down: the smaller reference's."""
+    refs = guidance.get("references") or {}
+    values = [refs.get("proximal_eel_mean_diameter_mm"), refs.get("distal_eel_mean_diameter_mm")]
+    return None if None in values else float(min(values))
 
 
 def _length_steps(a: float, b: float, available: Sequence[float]) -> int:

@@ -124,26 +124,36 @@ def detect_metal(frame: Frame, cfg: MetalDetectorConfig = MetalDetectorConfig())
         tail = search[row, peak_col[row]:] >= SATURATED
         refined[row] = peak_col[row] + first + 0.5 * (np.argmin(tail) - 1 if not tail.all() else tail.size - 1)
     peak_radius = frame.radius_mm(refined)
-    strut_rows, strut_radius = [], []
-    guidewire = np.zeros(a, dtype=bool)
     # Split runs where the peak radius jumps: adjacent objects at different depths.
     jump = np.abs(np.diff(peak_radius, append=peak_radius[:1])) > cfg.max_step_mm
+    parts = []
     for lo, hi in contours.circular_runs(metal):
         run = (np.arange((hi - lo) % a + 1) + lo) % a
-        for part in np.split(run, np.flatnonzero(jump[run[:-1]]) + 1):
-            _classify(part, peak_radius, a, cfg, strut_rows, strut_radius, guidewire)
+        parts.extend(np.split(run, np.flatnonzero(jump[run[:-1]]) + 1))
+    wide = [p for p in parts if _width_mm(p, peak_radius, a) > cfg.max_strut_width_mm]
+    guidewire = np.zeros(a, dtype=bool)
+    for part in wide:
+        guidewire[part] = True
+    # The wire's flanks, where its surface turns away steeply, can split off as narrow runs: a
+    # narrow run touching the wire's run no deeper than the wire's far flank is the wire.
+    wire_depth = max((float(peak_radius[p].max()) for p in wide), default=-np.inf)
+    strut_rows, strut_radius = [], []
+    for part in parts:
+        if guidewire[part[0]]:
+            continue
+        touching = guidewire[(part[0] - 1) % a] or guidewire[(part[-1] + 1) % a]
+        if touching and float(peak_radius[part].min()) <= wire_depth + cfg.max_step_mm:
+            guidewire[part] = True
+            continue
+        centre = part[part.size // 2]
+        strut_rows.append(int(centre))
+        strut_radius.append(float(peak_radius[centre]))
     return MetalDetection(np.asarray(strut_rows, dtype=int), np.asarray(strut_radius), guidewire, metal)
 
 
-def _classify(run, peak_radius, a, cfg, strut_rows, strut_radius, guidewire) -> None:
-    """Record one run of metal A-lines as the guidewire or as a strut at its centre row."""
-    width_mm = run.size * 2.0 * np.pi * float(np.median(peak_radius[run])) / a
-    if width_mm > cfg.max_strut_width_mm:
-        guidewire[run] = True
-        return
-    centre = run[run.size // 2]
-    strut_rows.append(int(centre))
-    strut_radius.append(float(peak_radius[centre]))
+def _width_mm(run: np.ndarray, peak_radius: np.ndarray, a: int) -> float:
+    """Arc length of a run of A-lines at the median radius of its peaks, mm."""
+    return run.size * 2.0 * np.pi * float(np.median(peak_radius[run])) / a
 
 
 def _parabolic_offset(image: np.ndarray, cols: np.ndarray) -> np.ndarray:

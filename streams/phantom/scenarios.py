@@ -204,7 +204,7 @@ def _scenarios() -> dict[str, Scenario]:
                     eel_radius_distal_mm=2.0,
                     eel_radius_proximal_mm=2.3,
                     catheter_eccentricity=0.85,
-                    intima_distal_extra_mm=0.45,
+                    intima_distal_extra_mm=0.2,
                 ),
                 plaques=(
                     PlaqueSpec("lipid", 200, 170, lesion_z, 9.0, 0.9, cover_mm=0.05),
@@ -239,7 +239,7 @@ def _scenarios() -> dict[str, Scenario]:
                 name="artefacts",
                 description="Fibrous lesion imaged with residual blood, NURD, a seam and "
                 "z-offset drift.",
-                plaques=(PlaqueSpec("fibrous", 300, 180, lesion_z, 10.0, 0.6),),
+                plaques=(PlaqueSpec("fibrous", 300, 210, lesion_z, 10.0, 0.6),),
                 artefacts=ArtefactSpec(
                     blood=((4.0, 7.0, 6.0), (30.0, 31.5, 12.0)),
                     nurd=((10.0, 16.0, 12.0),),
