@@ -22,6 +22,7 @@ from streams.geometry import FrameGeometry
 from streams.pullback import Frame
 
 MIN_STENT_STRUTS = 4  #: fewer struts in a frame give no stent contour (one stray reflection is not a stent)
+PLAQUE_RAYS = 360  #: rays about the lumen centroid per frame: 1 degree, finer than the model's A-lines
 
 
 @dataclass(frozen=True)
@@ -95,10 +96,10 @@ def frame_record(
         "min_diameter_mm": round(lumen.min_diameter_mm, 4),
         "max_diameter_mm": round(lumen.max_diameter_mm, 4),
         "mean_diameter_mm": round(lumen.mean_diameter_mm, 4),
-        "radius_mm": [_round(v) for v in lumen_r] + pad,
+        "radius_mm": _rounded_list(lumen_r) + pad,
         "centroid_mm": [round(lumen.centroid_xy[0], 4), round(lumen.centroid_xy[1], 4)],
     }
-    record["eel"] = _eel(seg.eel_radius_mm, angles, lumen, cfg) | {"radius_mm": [_round(v) for v in seg.eel_radius_mm] + pad}
+    record["eel"] = _eel(seg.eel_radius_mm, angles, lumen, cfg) | {"radius_mm": _rounded_list(seg.eel_radius_mm) + pad}
 
     grid = seg.grid
     polar = measure.PolarGrid(grid.angle_rad(np.arange(grid.n_alines)), grid.radius_mm(np.arange(grid.n_depth)))
@@ -108,7 +109,8 @@ def frame_record(
         "fibrous": seg.class_map == TissueClass.FIBROUS,
     }
     record.update(measure.measure_plaque(
-        masks, polar, lumen, a, cfg, step_mm=grid.depth_step_mm / 2, wall_mask=seg.class_map != TissueClass.LUMEN,
+        masks, polar, lumen, a, cfg, n_rays=PLAQUE_RAYS, step_mm=grid.depth_step_mm / 2,
+        wall_mask=seg.class_map != TissueClass.LUMEN,
     ))
     runs = contours.circular_runs(guidewire)
     record["guidewire"] = {"alines": list(max(runs, key=lambda r: (r[1] - r[0]) % a))} if runs else None
@@ -127,6 +129,12 @@ def _eel(eel_r: np.ndarray, angles: np.ndarray, lumen: measure.LumenMeasurement,
     arc = measure.arc_about_point_deg(x, y, visible, *lumen.centroid_xy)
     mean = contours.diameters_through_centroid(filled, angles).mean_mm if arc > cfg.eel_visible_arc_deg else None
     return {"visible_arc_deg": round(arc, 2), "mean_diameter_mm": _round(mean)}
+
+
+def _rounded_list(values: np.ndarray, digits: int = 4) -> list:
+    """JSON list of floats rounded to ``digits``, None for NaN (vectorised rounding)."""
+    rounded = np.round(np.asarray(values, dtype=np.float64), digits)
+    return [None if v != v else v for v in rounded.tolist()]
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:

@@ -155,7 +155,7 @@ def measure_plaque(
         )
         for name in PLAQUE_TYPES
     }
-    if wall_mask is not None:
+    if wall_mask is not None and profiles["lipid"].hit.any():
         surface = contours.ray_profiles(
             wall_mask, grid.column_radius_mm, grid.angles_rad, (cx, cy), n_rays=n_rays, step_mm=step_mm
         ).first_distance_mm

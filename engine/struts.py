@@ -22,6 +22,7 @@ from streams.pullback import Frame
 
 
 SATURATED = 0.999  #: normalised intensity at which the detector saturates
+SHADOW_BLOCK = 4  #: samples averaged per block when testing the shadow behind a peak
 
 
 @dataclass(frozen=True)
@@ -90,14 +91,13 @@ def detect_metal(frame: Frame, cfg: MetalDetectorConfig = MetalDetectorConfig())
     """
     g = frame.geometry
     a = g.n_valid_alines
-    image = normalise_reference(frame.pixels[:a], g.intensity, IntensityMapping()).astype(np.float32)
     radii = frame.radius_mm(np.arange(g.n_samples))
     step = g.sample_spacing_mm
     first = int(np.searchsorted(radii, cfg.min_radius_mm))
-    if first >= g.n_samples - 4:
+    if first >= g.n_samples - 4 * SHADOW_BLOCK:
         empty = np.zeros(a, dtype=bool)
         return MetalDetection(np.zeros(0, int), np.zeros(0), empty, empty)
-    search = image[:, first:]
+    search = _normalised(frame.pixels[:a, first:], g.intensity)
     # Levels from every 4th row and column: a 16x smaller sample is plenty for two percentiles.
     levels = np.percentile(search[::4, ::4], [50.0, 99.0])
     noise, tissue = float(levels[0]), float(levels[1])
@@ -105,20 +105,22 @@ def detect_metal(frame: Frame, cfg: MetalDetectorConfig = MetalDetectorConfig())
     peak = search[np.arange(a), peak_col]
     bright = peak >= tissue + cfg.peak_margin * (1.0 - tissue)
 
-    # Brightest (lightly smoothed) signal anywhere behind each peak: noise in a metal shadow,
-    # tissue behind anything else. A maximum over the rest of the A-line, because a wide dark
-    # lumen between a bright sheath ring and a distant wall would fool any shorter window.
-    smooth = ndimage.uniform_filter1d(search, size=5, axis=1, mode="nearest")
-    behind_max = np.maximum.accumulate(smooth[:, ::-1], axis=1)[:, ::-1]
-    start = peak_col + int(round(cfg.shadow_start_mm / step))
-    inside = start < search.shape[1] - 4
-    behind = behind_max[np.arange(a), np.minimum(start, search.shape[1] - 1)]
+    # Brightest signal anywhere behind each peak, on means of SHADOW_BLOCK samples (which also
+    # smooths the speckle): noise in a metal shadow, tissue behind anything else. A maximum over
+    # the rest of the A-line, because a wide dark lumen between a bright sheath ring and a distant
+    # wall would fool any shorter window.
+    n_blocks = search.shape[1] // SHADOW_BLOCK
+    blocks = search[:, : n_blocks * SHADOW_BLOCK].reshape(a, n_blocks, SHADOW_BLOCK).mean(axis=2)
+    behind_max = np.maximum.accumulate(blocks[:, ::-1], axis=1)[:, ::-1]
+    start = -(-(peak_col + int(round(cfg.shadow_start_mm / step))) // SHADOW_BLOCK)  # first whole block
+    inside = start < n_blocks - 1
+    behind = behind_max[np.arange(a), np.minimum(start, n_blocks - 1)]
     shadowed = inside & (behind <= noise + cfg.shadow_fraction * (tissue - noise))
     # A strut or wire edge may miss a row or two to speckle; close such gaps.
     metal = bright & shadowed
     metal = ndimage.binary_closing(np.concatenate([metal[-2:], metal, metal[:2]]), iterations=1)[2:-2]
 
-    refined = peak_col + first + _parabolic_offset(image, peak_col + first)
+    refined = peak_col + first + _parabolic_offset(search, peak_col)
     # A saturated reflection is a plateau: take its centre (argmax gives its first sample).
     for row in np.flatnonzero(metal & (peak >= SATURATED)):
         tail = search[row, peak_col[row]:] >= SATURATED
@@ -149,6 +151,13 @@ def detect_metal(frame: Frame, cfg: MetalDetectorConfig = MetalDetectorConfig())
         strut_rows.append(int(centre))
         strut_radius.append(float(peak_radius[centre]))
     return MetalDetection(np.asarray(strut_rows, dtype=int), np.asarray(strut_radius), guidewire, metal)
+
+
+def _normalised(pixels: np.ndarray, intensity: str) -> np.ndarray:
+    """Stored samples as float32 in [0, 1] (LOG: scaled; LIN: log-compressed first)."""
+    if intensity == "LOG" and pixels.dtype.kind == "u":
+        return pixels.astype(np.float32) * np.float32(1.0 / np.iinfo(pixels.dtype).max)
+    return normalise_reference(pixels, intensity, IntensityMapping()).astype(np.float32)
 
 
 def _width_mm(run: np.ndarray, peak_radius: np.ndarray, a: int) -> float:

@@ -1,0 +1,97 @@
+"""Per-frame measurement cost: metal detection + measurements, one CPU core, 500-A-line frames.
+
+The guidance issue budgets all per-frame measurement work at <= 5 ms median on one core for a
+500-A-line frame (the 50 ms frame budget holds then). Segmentation runs once per frame before
+timing (it is the model's cost, benchmarked by ``bench_model``); what is timed is
+:func:`engine.struts.detect_metal` and :func:`engine.analyse.frame_record` on its output, on
+frames of a calcified lesion and of a malapposed stent (struts are the costliest case).
+
+Usage: ``python bench/bench_measure.py [--frames N] [--repeats N] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from engine.analyse import frame_record  # noqa: E402
+from engine.config import GuidanceConfig  # noqa: E402
+from engine.segment import Segmenter, SegmenterConfig  # noqa: E402
+from engine.struts import detect_metal  # noqa: E402
+from streams.phantom import generate_pullback  # noqa: E402
+
+BUDGET_MS = 5.0
+
+
+def _stats(samples: list[float]) -> dict:
+    a = np.asarray(samples) * 1000.0
+    return {"median_ms": round(float(np.median(a)), 3), "p99_ms": round(float(np.percentile(a, 99)), 3), "samples": a.size}
+
+
+def run(frames: int, repeats: int) -> dict:
+    cfg = GuidanceConfig()
+    segmenter = Segmenter(SegmenterConfig(threads=1))
+    timings = {"detect_metal": [], "frame_record": [], "total": []}
+    for scenario in ("calcified", "stented-malapposed"):
+        pb = generate_pullback(scenario, seed=5, n_frames=frames, frame_pitch_mm=30.0 / frames,
+                               n_alines=500, n_samples=1000)
+        segmenter.start(pb.geometry)
+        inputs = [(f, segmenter.process(f)) for f in pb]
+        for _ in range(repeats):
+            for frame, seg in inputs:
+                t0 = time.perf_counter()
+                metal = detect_metal(frame)
+                t1 = time.perf_counter()
+                frame_record(frame, seg, metal, cfg)
+                t2 = time.perf_counter()
+                timings["detect_metal"].append(t1 - t0)
+                timings["frame_record"].append(t2 - t1)
+                timings["total"].append(t2 - t0)
+        segmenter.stop()
+    result = {
+        "benchmark": "measure",
+        "machine": {"host": platform.node(), "cpu": platform.processor() or platform.machine(),
+                    "cores_available": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+                    "threads": 1},
+        "frame": "500 A-lines x 1000 samples (calcified + stented-malapposed phantom)",
+        "stages": {name: _stats(v) for name, v in timings.items()},
+        "budget_ms": BUDGET_MS,
+    }
+    result["budget_met"] = result["stages"]["total"]["median_ms"] <= BUDGET_MS
+    result["ratio_total_to_budget"] = round(result["stages"]["total"]["median_ms"] / BUDGET_MS, 3)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    result = run(args.frames, args.repeats)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for name, s in result["stages"].items():
+            print(f"{name:14s} median {s['median_ms']:7.3f} ms  p99 {s['p99_ms']:7.3f} ms  ({s['samples']} frames)")
+        print(f"budget {BUDGET_MS} ms: {'met' if result['budget_met'] else 'NOT met'} "
+              f"(total / budget = {result['ratio_total_to_budget']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
