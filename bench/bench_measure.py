@@ -6,7 +6,7 @@ timing (it is the model's cost, benchmarked by ``bench_model``); what is timed i
 :func:`engine.struts.detect_metal` and :func:`engine.analyse.frame_record` on its output, on
 frames of a calcified lesion and of a malapposed stent (struts are the costliest case).
 
-Usage: ``python bench/bench_measure.py [--frames N] [--repeats N] [--json]``.
+Usage: ``octguide bench measure [--frames N] [--repeats N] [--json]`` (or ``python bench/bench_measure.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _stats(samples: list[float]) -> dict:
     return {"median_ms": round(float(np.median(a)), 3), "p99_ms": round(float(np.percentile(a, 99)), 3), "samples": a.size}
 
 
-def run(frames: int, repeats: int) -> dict:
+def run_benchmark(frames: int, repeats: int) -> dict:
     cfg = GuidanceConfig()
     segmenter = Segmenter(SegmenterConfig(threads=1))
     timings = {"detect_metal": [], "frame_record": [], "total": []}
@@ -76,13 +76,15 @@ def run(frames: int, repeats: int) -> dict:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    result = run(args.frames, args.repeats)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--frames", type=int, default=20, help="frames per scenario (default 20)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes over the frames (default 5)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point shared by ``octguide bench measure`` and this script."""
+    result = run_benchmark(args.frames, args.repeats)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -91,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"budget {BUDGET_MS} ms: {'met' if result['budget_met'] else 'NOT met'} "
               f"(total / budget = {result['ratio_total_to_budget']})")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,12 @@ from streams.errors import OctguideError
 SUITES = {
     "scan": "scan conversion: octguide's CPU/GPU kernels vs cv2.warpPolar, cv2.remap, "
             "scipy/cupyx map_coordinates (500 x 1000 -> 1024 x 1024)",
+    "model": "segmentation model: ONNX Runtime vs torch eager, the whole segment stage, "
+             "TensorRT where usable, int8 variants (--int8)",
+    "measure": "per-frame metal detection + measurement on one core (500-A-line phantom frames) "
+               "against its 5 ms budget",
+    "e2e": "end to end through real sockets: console -> octguide serve (separate process) -> "
+           "display at 30/180 frames/s and flat out, per stage, against a naive in-process loop",
 }
 """Suite name -> one-line help. The script is ``bench/bench_<name>.py``."""
 
@@ -45,15 +51,20 @@ def load_suite(name: str) -> ModuleType:
     return module
 
 
-def _common_arguments(parser: argparse.ArgumentParser) -> None:
-    # Kept in step with each suite's add_arguments; the suite module is imported only on run.
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--repeats", type=int, default=300, metavar="N", help="timed calls per backend")
-    parser.add_argument("--warmup", type=int, default=20, metavar="N", help="untimed calls first")
-    parser.add_argument("--rounds", type=int, default=3, metavar="N",
-                        help="measure all backends this many times, interleaved")
-    parser.add_argument("--frames", type=int, default=8, metavar="N", help="distinct frames cycled")
-    parser.add_argument("--no-save", action="store_true", help="do not write bench/results/")
+class _SuiteParser(argparse.ArgumentParser):
+    """The parser of one suite: its options come from the suite script's ``add_arguments``,
+    imported only when that suite is named (the CLI does not import every benchmark to start)."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        try:
+            module = load_suite(self.prog.rsplit(" ", 1)[-1])
+        except OctguideError as exc:
+            self.exit(2, f"{self.prog}: error: {exc}\n")
+        parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
+        module.add_arguments(parser)
+        namespace = parser.parse_args(args, namespace)
+        namespace.handler = run
+        return namespace, []
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,12 +74,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run a benchmark suite from the source tree's bench/ folder. Results are printed "
         "(table or --json) and saved as bench/results/<suite>_<host>_<date>.json.",
     )
-    suites = parser.add_subparsers(dest="suite", metavar="SUITE", parser_class=type(parser))
+    suites = parser.add_subparsers(dest="suite", metavar="SUITE", parser_class=_SuiteParser)
     suites.required = True
     for name, help_text in SUITES.items():
-        suite = suites.add_parser(name, help=help_text, description=help_text)
-        _common_arguments(suite)
-        suite.set_defaults(handler=run)
+        suites.add_parser(name, help=help_text, description=help_text, add_help=False)
 
 
 def run(args: argparse.Namespace) -> int:
