@@ -18,9 +18,10 @@ What it measures, on the shipped model at its grid, batch 1, in one process:
 * ``--int8``: ONNX Runtime int8 dynamic and static variants (:mod:`models.quantize`): latency,
   agreement with float32, and the held-out 'ci' metrics of each.
 
-Inputs are ``--frames`` distinct preprocessed phantom frames, cycled. Backends are measured in
-``--rounds`` interleaved rounds (background load on shared cores then hits all of them alike)
-after ``--warmup`` untimed calls; reported: median, p99, mean, min in ms.
+Inputs are ``--frames`` distinct preprocessed phantom frames, cycled. Backends are called
+round-robin, one call each in turn, ``--repeats x --rounds`` times after ``--warmup`` untimed
+calls, so that background load on shared cores hits all of them alike; reported: median, p99,
+mean, min in ms, and the speed-up over torch as the median of paired per-iteration ratios.
 """
 
 from __future__ import annotations
@@ -58,26 +59,42 @@ TARGETS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--repeats", type=int, default=300, metavar="N", help="timed calls per backend")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of a table"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=300, metavar="N", help="timed calls per backend"
+    )
     parser.add_argument("--warmup", type=int, default=20, metavar="N", help="untimed calls first")
     parser.add_argument(
-        "--rounds", type=int, default=3, metavar="N", help="measure all backends this many times, interleaved"
+        "--rounds",
+        type=int,
+        default=3,
+        metavar="N",
+        help="measure all backends this many times, interleaved",
     )
     parser.add_argument("--frames", type=int, default=8, metavar="N", help="distinct frames cycled")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="model .onnx (default: shipped)")
-    parser.add_argument("--int8", action="store_true", help="also study int8 dynamic/static quantisation")
+    parser.add_argument(
+        "--model", default=str(DEFAULT_MODEL), help="model .onnx (default: shipped)"
+    )
+    parser.add_argument(
+        "--int8", action="store_true", help="also study int8 dynamic/static quantisation"
+    )
 
 
 def machine_info() -> dict:
     """Where the numbers were taken: host, CPU, cores, load and library versions."""
     cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+    for line in (
+        Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    ):
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    libraries = {n: e["version"] for n, e in registry().report()["backends"].items() if e["available"]}
+    libraries = {
+        n: e["version"] for n, e in registry().report()["backends"].items() if e["available"]
+    }
     try:
         import torch
 
@@ -104,19 +121,26 @@ def _stats(samples_ms: np.ndarray) -> dict:
     }
 
 
-def measure(calls: dict[str, Callable[[int], object]], repeats: int, warmup: int, rounds: int) -> dict:
-    """Time each ``call(i)`` ``repeats`` times per round, rounds interleaved; pooled stats."""
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    for name, call in calls.items():
+def measure(
+    calls: dict[str, Callable[[int], object]], repeats: int, warmup: int, rounds: int
+) -> tuple[dict, dict]:
+    """Time every ``call(i)`` round-robin (one call of each backend in turn) ``repeats x rounds``
+    times after ``warmup`` untimed calls each.
+
+    Returns the per-backend stats and the raw samples (ms), aligned by iteration: consecutive
+    calls of different backends see the same background load, so per-iteration ratios between
+    backends are paired measurements.
+    """
+    for call in calls.values():
         for i in range(warmup):
             call(i)
-    for _ in range(rounds):
+    samples = {name: np.empty(repeats * rounds) for name in calls}
+    for i in range(repeats * rounds):
         for name, call in calls.items():
-            for i in range(repeats):
-                start = time.perf_counter()
-                call(i)
-                samples[name].append(time.perf_counter() - start)
-    return {name: _stats(np.asarray(s) * 1e3) for name, s in samples.items()}
+            start = time.perf_counter()
+            call(i)
+            samples[name][i] = (time.perf_counter() - start) * 1e3
+    return {name: _stats(s) for name, s in samples.items()}, samples
 
 
 def phantom_frames(manifest: Manifest, count: int):
@@ -164,8 +188,14 @@ def int8_study(manifest: Manifest, inputs: list[np.ndarray], args: argparse.Name
     from models.quantize import quantize
 
     keys = (
-        "lumen_dice", "lumen_area_error_pct", "eel_mae_um", "dice_fibrous", "dice_lipid", "dice_calcium",
-        "guidewire_iou", "confidence_ece",
+        "lumen_dice",
+        "lumen_area_error_pct",
+        "eel_mae_um",
+        "dice_fibrous",
+        "dice_lipid",
+        "dice_calcium",
+        "guidewire_iou",
+        "confidence_ece",
     )
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -174,7 +204,7 @@ def int8_study(manifest: Manifest, inputs: list[np.ndarray], args: argparse.Name
             variants[kind] = quantize(manifest, Path(tmp), kind)
         sessions = {k: OnnxRuntime(m, registry(), {"threads": 2}) for k, m in variants.items()}
         calls = {k: (lambda i, s=s: s.run(inputs[i % len(inputs)])) for k, s in sessions.items()}
-        latency = measure(calls, args.repeats, args.warmup, args.rounds)
+        latency, _ = measure(calls, args.repeats, args.warmup, args.rounds)
         reference = [sessions["fp32"].run(x) for x in inputs]
         for kind, variant in variants.items():
             got = [sessions[kind].run(x) for x in inputs]
@@ -189,7 +219,12 @@ def int8_study(manifest: Manifest, inputs: list[np.ndarray], args: argparse.Name
                     max(np.abs(g.class_prob - r.class_prob).max() for g, r in zip(got, reference))
                 ),
                 "class_map_agreement_vs_fp32": float(
-                    np.mean([np.mean(g.class_prob.argmax(1) == r.class_prob.argmax(1)) for g, r in zip(got, reference)])
+                    np.mean(
+                        [
+                            np.mean(g.class_prob.argmax(1) == r.class_prob.argmax(1))
+                            for g, r in zip(got, reference)
+                        ]
+                    )
                 ),
                 "ci_metrics": {k: round(metrics[k], 4) for k in keys},
             }
@@ -203,7 +238,10 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     ort = OnnxRuntime(manifest, backends, {"threads": 2})
     calls = {"onnxruntime": lambda i: ort.run(inputs[i % len(inputs)])}
     # Tuning alternatives to the shipped settings (2 threads, all graph optimisations).
-    for label, options in (("1 thread", {"threads": 1}), ("basic graph opt", {"threads": 2, "optimization": "basic"})):
+    for label, options in (
+        ("1 thread", {"threads": 1}),
+        ("basic graph opt", {"threads": 2, "optimization": "basic"}),
+    ):
         variant = OnnxRuntime(manifest, backends, options)
         calls[f"onnxruntime ({label})"] = lambda i, v=variant: v.run(inputs[i % len(inputs)])
     torch_run = torch_call(manifest, inputs)
@@ -216,20 +254,23 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     trt_reason = backends.why_not(RUNTIMES["tensorrt"])
     if trt_reason is None:
         gpu_segmenter = Segmenter(
-            SegmenterConfig(model=args.model, runtime="tensorrt", preprocess_backend="cupy", warmup_frames=0)
+            SegmenterConfig(
+                model=args.model, runtime="tensorrt", preprocess_backend="cupy", warmup_frames=0
+            )
         )
         gpu_segmenter.start(pullback.geometry)
         calls["tensorrt fp16"] = lambda i: gpu_segmenter.runtime.run(inputs[i % len(inputs)])
         calls["segment stage (tensorrt fp16)"] = stage_call(gpu_segmenter, pullback)
-    results = measure(calls, args.repeats, args.warmup, args.rounds)
+    results, samples = measure(calls, args.repeats, args.warmup, args.rounds)
     segmenter.stop()
     if gpu_segmenter is not None:
         gpu_segmenter.stop()
 
     measured = {"onnxruntime_median_ms": results["onnxruntime"]["median_ms"]}
     if "torch eager" in results:
+        # Median of the paired per-iteration ratios: robust to load that drifts during the run.
         measured["onnxruntime_speedup_vs_torch"] = round(
-            results["torch eager"]["median_ms"] / results["onnxruntime"]["median_ms"], 3
+            float(np.median(samples["torch eager"] / samples["onnxruntime"])), 3
         )
     if "tensorrt fp16" in results:
         measured["tensorrt_fp16_median_ms"] = results["tensorrt fp16"]["median_ms"]
@@ -250,7 +291,10 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             "sha256": manifest.sha256,
             "grid": [manifest.grid.n_alines, manifest.grid.n_depth, manifest.grid.depth_mm],
         },
-        "case": {"input": "500 x 1000 uint16 phantom frames (stage), model grid (inference)", "batch": 1},
+        "case": {
+            "input": "500 x 1000 uint16 phantom frames (stage), model grid (inference)",
+            "batch": 1,
+        },
         "machine": machine_info(),
         "results": results,
         "targets": targets,
@@ -271,9 +315,13 @@ def format_table(result: dict) -> str:
         f"{'backend':32s} {'median ms':>10s} {'p99 ms':>9s} {'mean ms':>9s} {'n':>6s}",
     ]
     for name, e in result["results"].items():
-        lines.append(f"{name:32s} {e['median_ms']:10.3f} {e['p99_ms']:9.3f} {e['mean_ms']:9.3f} {e['samples']:6d}")
+        lines.append(
+            f"{name:32s} {e['median_ms']:10.3f} {e['p99_ms']:9.3f} {e['mean_ms']:9.3f} {e['samples']:6d}"
+        )
     for name, t in result["targets"].items():
-        lines.append(f"target {name}: {t['measured']} vs {t['target']} -> {'met' if t['met'] else 'NOT met'}")
+        lines.append(
+            f"target {name}: {t['measured']} vs {t['target']} -> {'met' if t['met'] else 'NOT met'}"
+        )
     if "tensorrt" in result:
         lines.append(f"tensorrt: {result['tensorrt']}")
     for kind, e in result.get("int8", {}).items():

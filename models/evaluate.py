@@ -58,13 +58,13 @@ CI_MARGINS = {
     "lumen_dice": 0.001,
     "lumen_area_error_pct": 0.15,
     "dice_calcium": 0.02,
-    "dice_lipid": 0.02,
+    "dice_lipid": 0.025,
     "eel_mae_um": 1.0,
     "guidewire_iou": 0.01,
 }
 """How far the small 'ci' set may fall short of :data:`TARGETS`: three standard deviations of
 each metric over bootstrap resamplings of the set's 21 pullbacks (``eval-model --set ci
---bootstrap 200`` on octseg 1.0.0: 0.0002, 0.035 %, 0.0055, 0.0066, 0.29 um, 0.0031), rounded up.
+--bootstrap 200`` on octseg 1.0.1: 0.0003, 0.044 %, 0.0055, 0.0077, 0.31 um, 0.0026), rounded up.
 A model that meets a target on the full held-out set passes the ci set with this margin; the
 full-set numbers, not these, are what the model card reports against the targets."""
 

@@ -144,6 +144,10 @@ class InferenceModel(nn.Module):
 
     Returns ``class_prob`` ``(B, N_CLASSES, K, J)`` (softmax over classes), ``aline_prob``
     ``(B, N_ALINE_OUTPUTS, K)`` and ``confidence`` ``(B, 1)`` (sigmoids), all float32 in [0, 1].
+
+    The softmax is spelt out (max, exp, sum, divide over the class axis): ONNX Runtime's
+    ``Softmax`` on a non-last axis transposes the tensor and took 48% of the CPU inference time;
+    the element-wise form halves the whole model's latency and gives the same values (2e-7).
     """
 
     def __init__(self, net: SegNet):
@@ -152,4 +156,5 @@ class InferenceModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         classes, aline, confidence = self.net(x)
-        return torch.softmax(classes, 1), torch.sigmoid(aline), torch.sigmoid(confidence)
+        shifted = torch.exp(classes - classes.amax(1, keepdim=True))
+        return shifted / shifted.sum(1, keepdim=True), torch.sigmoid(aline), torch.sigmoid(confidence)

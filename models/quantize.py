@@ -44,7 +44,12 @@ def _variant_manifest(manifest: Manifest, path: Path, kind: str) -> Manifest:
         name=f"{manifest.name}-{kind}",
         model_file=path.name,
         sha256=sha256_of(path),
-        data={**manifest.data, "quantisation": kind, "float_model_sha256": manifest.sha256},
+        # The float model's evaluation does not describe the variant: it is evaluated on its own.
+        data={
+            **{k: v for k, v in manifest.data.items() if k != "evaluation"},
+            "quantisation": kind,
+            "float_model_sha256": manifest.sha256,
+        },
     )
     variant.write()
     return variant

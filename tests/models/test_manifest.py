@@ -85,3 +85,36 @@ def test_a_manifest_for_other_classes_is_refused(shipped_copy):
     path.write_text(json.dumps(data))
     with pytest.raises(ModelSignatureError, match="classes"):
         load_manifest(shipped_copy)
+
+
+INT8_MODEL = DEFAULT_MODEL.with_name("octseg.int8-static.onnx")
+
+
+def test_the_int8_variant_is_verified_derived_from_the_shipped_model_and_evaluated():
+    from models.evaluate import TARGETS, check_targets
+
+    variant = load_manifest(INT8_MODEL)
+    assert variant.data["float_model_sha256"] == load_manifest(DEFAULT_MODEL).sha256
+    assert variant.inputs == load_manifest(DEFAULT_MODEL).inputs
+    full = variant.data["evaluation"]["full"]["metrics"]
+    assert all(check_targets(full).values()), {k: full[k] for k in TARGETS}
+
+
+@needs_onnxruntime
+def test_the_int8_variant_agrees_with_the_float_model():
+    import numpy as np
+
+    backends = registry()
+    float_model = OnnxRuntime(load_manifest(DEFAULT_MODEL), backends, {})
+    int8_model = OnnxRuntime(load_manifest(INT8_MODEL), backends, {})
+    grid = load_manifest(DEFAULT_MODEL).grid
+    from engine.preprocess import Preprocessor
+    from streams.phantom import generate_pullback
+
+    pb = generate_pullback("lipid-tcfa", seed=31337, n_frames=1, frame_pitch_mm=20.0)
+    stage = Preprocessor(grid)
+    stage.start()
+    x = stage.process(pb.frame(0))[None, None]
+    a, b = float_model.run(x), int8_model.run(x)
+    assert np.mean(a.class_prob.argmax(1) == b.class_prob.argmax(1)) > 0.995
+    assert np.abs(a.aline_prob - b.aline_prob).max() < 0.1
