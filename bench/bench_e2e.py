@@ -14,7 +14,7 @@ Run ``octguide bench e2e`` (or ``python bench/bench_e2e.py``) from a source chec
 Per rate it reports, over the **live** overlays of frames ``skip .. n-skip-1`` (the first and
 last ``--skip`` frames are warm-up and drain, Holoscan's rule; they are summarised apart):
 engine latency (the envelope's ``end_to_end_ms``: frame receipt to overlay send), console to
-display (send return to the display's receipt), the two loopback hops, p50/p95/p99/p99.9/max;
+display (frame handed to ZeroMQ to the display's receipt), the two loopback hops, p50/p95/p99/p99.9/max;
 per-stage medians and p99 from the overlay's ``latency_ms`` (queue, segment = preprocess +
 inference + read-out, detect_metal, measure, scan_convert, render, analysis) plus the engine's
 own overhead (receive, decode, schedule, publish = end-to-end - queue - analysis); every frame's
@@ -24,10 +24,12 @@ peak RSS (``VmHWM``) and CPU use (``/proc/PID/stat``), GPU memory where ``nvidia
 
 The baseline is a **naive single-threaded in-process loop** over the same frames and the same
 stages (decode, :class:`engine.analyse.FrameAnalyser`, scan conversion, overlay and render),
-one after the other, no sockets and no overlap. It is measured once per frame after the engine
-has stopped (so the two never share the cores); its latency at each rate follows exactly from a
-FIFO single-server schedule (frame ``i`` arrives at ``i / fps``, starts when the previous one is
-done). Ratios naive / engine are printed for p99 latency, guidance delay and throughput.
+one after the other, no sockets and no overlap. Each frame's service time is measured in a pass
+before the engine starts and one after it stops (so the two never share the cores) and the
+faster of the two is kept (shared cores: this favours the baseline); its latency at each rate
+then follows exactly from a FIFO single-server schedule (frame ``i`` arrives at ``i / fps`` and
+starts when the previous one is done). Ratios naive / engine are printed for p99 latency and
+guidance delay, engine / naive for throughput.
 
 Output: a table, ``--json``, and ``bench/results/e2e_<host>_<date>.{json,png}`` (latency CDFs
 and per-stage bars, drawn with OpenCV).
@@ -191,6 +193,19 @@ class Display(threading.Thread):
 # -- one pullback through the engine ------------------------------------------------------------
 
 
+class StampingSender(FrameSender):
+    """The console: stamps each frame (``time.time_ns``) as it is handed to ZeroMQ, before its
+    header is encoded, so console-to-display latency includes the whole send."""
+
+    def __init__(self, endpoint: str, n_frames: int):
+        super().__init__(endpoint)
+        self.stamps = np.zeros(n_frames, np.int64)
+
+    def send_frame(self, frame, **kwargs) -> None:  # type: ignore[override]
+        self.stamps[frame.index] = time.time_ns()
+        super().send_frame(frame, **kwargs)
+
+
 def _wait_for_display(control: ControlClient, render: bool, timeout_s: float = 30.0) -> None:
     """Until the engine sees the subscriptions (PUB/SUB's slow joiner would lose the start)."""
     wanted = {"overlay", "backfill", "guidance"} | ({"image"} if render else set())
@@ -206,14 +221,10 @@ def run_pullback(pullback: Pullback, fps: float, endpoints: dict, control: Contr
     """Send ``pullback`` at ``fps`` (0: flat out), wait for its guidance, and measure."""
     n = len(pullback)
     pullback_id = wire_id(f"bench-{'max' if fps == FLAT_OUT else int(fps)}")
-    send_ns = np.zeros(n, np.int64)
-
-    def sent(done: int, _total: int) -> None:
-        send_ns[done - 1] = time.time_ns()
-
     cpu0, wall0 = process_cpu_s(pid), time.perf_counter()
-    with FrameSender(endpoints["frames"]) as sender:
-        report = sender.send_pullback(pullback, fps=fps or None, pullback_id=pullback_id, progress=sent)
+    with StampingSender(endpoints["frames"], n) as sender:
+        report = sender.send_pullback(pullback, fps=fps or None, pullback_id=pullback_id)
+    send_ns = sender.stamps
     last_send_ns = int(send_ns[-1])
     deadline = time.monotonic() + timeout_s
     guidance_ns = None
@@ -435,14 +446,20 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     pullback = generate_pullback(args.scenario, seed=1, n_frames=args.frames, n_alines=500, n_samples=1000,
                                  frame_rate_hz=180.0)
     render = not args.no_render
+    before = None if args.no_naive else naive_loop(pullback, render)
     engine, runs = run_engine(pullback, args.fps, render, args.skip, args.engine_set, args.timeout)
     naive = None
-    if not args.no_naive:
-        baseline = naive_loop(pullback, render)
-        naive = {"stages_ms": baseline["stages_ms"], "guidance_s": round(baseline["guidance_s"], 4),
+    if before is not None:
+        after = naive_loop(pullback, render)
+        # Shared cores: each frame's service time is the faster of the passes before and after the
+        # engine ran, which favours the baseline (the ratios are conservative for the engine).
+        per_frame = np.minimum(before["per_frame_ms"], after["per_frame_ms"])
+        best = min((before, after), key=lambda b: float(np.median(b["per_frame_ms"])))
+        guidance_s = min(before["guidance_s"], after["guidance_s"])
+        naive = {"stages_ms": best["stages_ms"], "guidance_s": round(guidance_s, 4),
+                 "passes_median_ms": [round(float(np.median(b["per_frame_ms"])), 3) for b in (before, after)],
                  "loadavg_1min_end": round(os.getloadavg()[0], 2),
-                 "rates": [naive_at_rate(baseline["per_frame_ms"], fps, args.skip, baseline["guidance_s"])
-                           for fps in args.fps]}
+                 "rates": [naive_at_rate(per_frame, fps, args.skip, guidance_s) for fps in args.fps]}
         for run, model in zip(runs, naive["rates"]):
             run["naive_over_engine"] = {
                 "p99_latency": _ratio(model["latency_ms"].get("p99"), run["live"]["engine_ms"].get("p99")),
@@ -528,6 +545,7 @@ def format_table(result: dict) -> str:
         nv = result["naive"]
         lines += ["", "naive single-threaded in-process loop (same frames, same stages, no overlap), "
                   "per-stage p50: " + ", ".join(f"{k} {v['p50']:.1f}" for k, v in nv["stages_ms"].items())
+                  + f"; pass medians {nv['passes_median_ms']} ms (the faster pass per frame is used)"
                   + f"; load {nv['loadavg_1min_end']:.2f} (engine runs: "
                   + ", ".join(f"{r['loadavg_1min_end']:.2f}" for r in result["runs"]) + ")"]
         for run, model in zip(result["runs"], nv["rates"]):
@@ -555,14 +573,24 @@ def plot(result: dict, path: Path) -> Path:
     curves = [(f"engine {r['rate_fps']}", r["_cdf"], False) for r in result["runs"]]
     if result["naive"]:
         curves += [(f"naive {m['rate_fps']}", m["_cdf"], True) for m in result["naive"]["rates"]]
-    values = [v for _, c, _ in curves for v in c]
-    x_max = float(np.percentile(values, 99.5)) * 1.1 if values else 1.0
+    values = [v for _, c, _ in curves for v in c if v > 0]
+    x_min = max(min(values, default=1.0) * 0.8, 0.1)
+    x_max = max(max(values, default=10.0) * 1.2, x_min * 10)
     left, right, top, bottom = margin, width // 2 - 20, 40, height - margin
+
+    def x_of(v: np.ndarray | float) -> np.ndarray:
+        # log scale: the engine's tens of ms and a backed-up naive loop's seconds on one axis
+        ratio = np.log(np.clip(v, x_min, x_max) / x_min) / np.log(x_max / x_min)
+        return left + (right - left) * ratio
+
     cv2.rectangle(image, (left, top), (right, bottom), (0, 0, 0), 1)
-    cv2.putText(image, "latency CDF (ms), live lane", (left, 25), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-    for tick in np.linspace(0, x_max, 6):
-        x = int(left + (right - left) * tick / x_max)
-        cv2.putText(image, f"{tick:.0f}", (x - 10, bottom + 20), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, "latency CDF (ms, log scale), live lane", (left, 25), font, 0.6, (0, 0, 0), 1,
+                cv2.LINE_AA)
+    ticks = [m * 10.0 ** e for e in range(-1, 6) for m in (1, 2, 5) if x_min <= m * 10.0 ** e <= x_max]
+    for tick in ticks:
+        x = int(x_of(tick))
+        cv2.line(image, (x, top), (x, bottom), (230, 230, 230), 1)
+        cv2.putText(image, f"{tick:g}", (x - 10, bottom + 20), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     for q in (0.5, 0.99):
         y = int(bottom - (bottom - top) * q)
         cv2.line(image, (left, y), (right, y), (200, 200, 200), 1)
@@ -571,7 +599,7 @@ def plot(result: dict, path: Path) -> Path:
         if not cdf:
             continue
         colour = colours[k % len(result["runs"]) % len(colours)]
-        xs = np.clip(np.asarray(cdf) / x_max, 0, 1) * (right - left) + left
+        xs = x_of(np.asarray(cdf))
         ys = bottom - (np.arange(1, len(cdf) + 1) / len(cdf)) * (bottom - top)
         points = np.stack([xs, ys], 1).astype(np.int32)
         for j in range(len(points) - 1):

@@ -10,13 +10,14 @@
 # (benchmarks also to OUT_DIR/<step>.json), and OUT_DIR/summary.txt lists each step's exit code
 # and duration (124: timed out). A failed step does not stop the next one.
 #
-# Steps: environment (nvidia-smi, library versions, `octguide info`); the GPU-marked tests;
+# Steps: environment (nvidia-smi, library versions, the backend registry's report); the GPU tests;
 # `octguide bench scan` (octguide's CuPy and Numba CUDA kernels against cupyx map_coordinates);
 # torch CUDA fp16 inference of the segmentation model, eager and as a CUDA graph (the stand-in
-# for TensorRT where TensorRT is not installed); `octguide bench model` (TensorRT fp16 where
-# usable and an engine is cached); `octguide bench e2e` at 30, 180 frames/s and flat out with the
-# engine's GPU backends (the backend registry picks CuPy for preprocessing and scan conversion
-# where it is usable), then a 540-frame pullback at 180 frames/s for the guidance delay.
+# for TensorRT where TensorRT is not installed); `octguide bench e2e` at 30, 180 frames/s and
+# flat out with the engine's GPU backends (the backend registry picks CuPy for preprocessing and
+# scan conversion where it is usable; segmentation stays on ONNX Runtime: the engine config does
+# not choose TensorRT yet), then a 540-frame pullback at 180 frames/s for the guidance delay;
+# `octguide build-engine` (TensorRT fp16, where TensorRT is installed) and `octguide bench model`.
 set -u
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -88,7 +89,7 @@ for name in ("numpy", "zmq", "numba", "cupy", "torch", "onnxruntime", "tensorrt"
     except Exception as exc:
         print(f"{name:12s} MISSING ({type(exc).__name__}: {exc})")
 EOF
-step info 60 "$PY" -m engine.cli info
+step backends 60 "$PY" -c "import json; from engine.backends import registry; print(json.dumps(registry().report(), indent=2, default=str))"
 
 step gpu-tests 180 "$PY" -m pytest -m gpu -q -p no:cacheprovider --junitxml="$OUT_DIR/gpu-tests.xml" tests
 
@@ -147,9 +148,9 @@ print(json.dumps(result, indent=2))
 json.dump(result, open(sys.argv[1], "w"), indent=2)
 EOF
 
-step build-engine 120 "$PY" -m engine.cli build-engine
-bench model 90 model --repeats 200 --rounds 2 --no-save
 bench e2e 150 e2e --frames 120 --fps 30 180 0 --out "$OUT_DIR"
 bench e2e-540 120 e2e --frames 540 --fps 180 --no-naive --out "$OUT_DIR"
+step build-engine 120 "$PY" -m engine.cli build-engine
+bench model 90 model --repeats 100 --rounds 2 --no-save
 
 echo "total $(( $(date +%s) - START_S ))s; results in $OUT_DIR" | tee -a "$SUMMARY"
