@@ -227,16 +227,20 @@ def run_pullback(pullback: Pullback, fps: float, endpoints: dict, control: Contr
     send_ns = sender.stamps
     last_send_ns = int(send_ns[-1])
     deadline = time.monotonic() + timeout_s
+    next_poll = time.monotonic() + 0.5
     guidance_ns = None
     while guidance_ns is None:
         guidance_ns = next((m[3] for m in display.of(pullback_id) if m[0] == b"guidance"), None)
-        if guidance_ns is None:
-            state = control.request("pullback", pullback_id=pullback_id)["pullback"] \
-                if time.monotonic() > deadline else None
-            if state is not None:
+        if guidance_ns is not None:
+            break
+        now = time.monotonic()
+        if now > next_poll or now > deadline:  # an incomplete pullback publishes no guidance
+            next_poll = now + 0.5
+            state = control.request("pullback", pullback_id=pullback_id)["pullback"]
+            if state["state"] == "incomplete" or now > deadline:
                 raise OctguideError(f"no guidance for {pullback_id} within {timeout_s:.0f} s of its last "
                                     f"frame (state {state['state']}, {state.get('analysed')}/{n} analysed)")
-            time.sleep(0.01)
+        time.sleep(0.01)
     wall = time.perf_counter() - wall0
     cpu = process_cpu_s(pid) - cpu0
     _, parts = control.request_parts("results", pullback_id=pullback_id, timeout_s=60.0)
