@@ -46,6 +46,16 @@ REFRACTIVE_INDEX_RANGE = (1.30, 1.40)
 Z_OFFSET_RANGE_PX = (-20, 40)
 HELD_OUT_ALINES = (460, 540)  #: A-line counts training never draws (inclusive)
 HELD_OUT_SAMPLES = (940, 1000)  #: sample counts training never draws (inclusive)
+_ROOT = Path(__file__).resolve().parents[1]
+GENERATOR_SOURCES = (
+    *sorted((_ROOT / "streams" / "phantom").glob("*.py")),
+    _ROOT / "streams" / "truth.py",
+    _ROOT / "engine" / "preprocess.py",
+    _ROOT / "engine" / "numba_kernels.py",
+    _ROOT / "models" / "targets.py",
+    Path(__file__).resolve(),
+)
+"""Source files whose content determines the generated frames (part of the cache key)."""
 DEFAULT_GRID = ModelGrid(n_alines=256, n_depth=384, depth_mm=5.0)
 """The shipped model's grid: 1.41 degrees per A-line, 13.0 um per depth sample, 5 mm radius."""
 
@@ -219,8 +229,15 @@ class DataRecipe:
         return d
 
     def key(self) -> str:
-        """Short hash of the recipe (cache file name)."""
-        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        """Short hash of the recipe, the scenarios it uses and the code that renders, preprocesses
+        and labels its frames (the cache file name): a change to any of them is a new data set."""
+        digest = hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode())
+        digest.update(
+            json.dumps([SCENARIOS[n].to_dict() for n in self.scenarios], sort_keys=True).encode()
+        )
+        for path in sorted(GENERATOR_SOURCES):
+            digest.update(path.read_bytes())
+        return digest.hexdigest()[:16]
 
     def pullback(self, index: int) -> Pullback:
         """Generate pullback ``index`` of the recipe."""
