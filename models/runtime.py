@@ -101,8 +101,8 @@ class OnnxRuntime(Runtime):
     """ONNX Runtime on the CPU.
 
     Options: ``threads`` (intra-op threads, default 2), ``optimization`` ("all", "extended",
-    "basic" or "disabled"; default "all"), ``model_path`` (run this file instead of the
-    manifest's, e.g. an int8 variant; its I/O must still match the manifest).
+    "basic" or "disabled"; default "all"). It runs the manifest's own (checksummed) file only; a
+    variant such as the int8 model has its own manifest.
     """
 
     name = "onnxruntime"
@@ -126,8 +126,8 @@ class OnnxRuntime(Runtime):
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[level]
-        path = Path(self.options.get("model_path") or manifest.model_path)
-        self.options["model_path"] = str(path)
+        path = manifest.model_path
+        self.options["model"] = str(path)
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         check_signature(
             manifest,
