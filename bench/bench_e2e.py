@@ -41,9 +41,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -57,6 +55,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from engine.benchmarking import machine_info, result_stem
 from engine.commands.console_sim import wire_id
 from engine.commands.replay import _ChildEngine
 from streams.errors import OctguideError
@@ -142,17 +141,6 @@ def gpu_memory_mib(pid: int) -> float | None:
     used = [float(m) for p, _, m in (line.partition(",") for line in text.splitlines())
             if p.strip() == str(pid) and m.strip()]
     return sum(used) if used else 0.0
-
-
-def machine_info() -> dict:
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or platform.machine()
-    return {"host": socket.gethostname(), "cpu": cpu, "cores": os.cpu_count(),
-            "cores_usable": len(os.sched_getaffinity(0)), "platform": platform.platform(),
-            "python": platform.python_version(), "loadavg_start": list(os.getloadavg())}
 
 
 # -- the display --------------------------------------------------------------------------------
@@ -645,10 +633,8 @@ def _public(result: dict) -> dict:
 
 
 def save(result: dict, folder: Path) -> tuple[Path, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in result["machine"]["host"])[:40]
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    json_path, png_path = folder / f"e2e_{host}_{stamp}.json", folder / f"e2e_{host}_{stamp}.png"
+    stem = result_stem("e2e", result, folder)
+    json_path, png_path = stem.with_suffix(".json"), stem.with_suffix(".png")
     plot(result, png_path)
     result["saved_to"] = [str(json_path), str(png_path)]
     json_path.write_text(json.dumps(_public(result), indent=2) + "\n")

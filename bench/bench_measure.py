@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from engine.analyse import frame_record  # noqa: E402
+from engine.benchmarking import machine_info  # noqa: E402
 from engine.config import GuidanceConfig  # noqa: E402
 from engine.segment import Segmenter, SegmenterConfig  # noqa: E402
 from engine.struts import detect_metal  # noqa: E402
@@ -64,9 +64,7 @@ def run_benchmark(frames: int, repeats: int) -> dict:
         segmenter.stop()
     result = {
         "benchmark": "measure",
-        "machine": {"host": platform.node(), "cpu": platform.processor() or platform.machine(),
-                    "cores_available": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-                    "threads": 1},
+        "machine": {**machine_info(), "threads": 1},
         "frame": "500 A-lines x 1000 samples (calcified + stented-malapposed phantom)",
         "stages": {name: _stats(v) for name, v in timings.items()},
         "budget_ms": BUDGET_MS,

@@ -28,11 +28,8 @@ and the speed-up over torch as the ratio of the medians.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
-import socket
 import sys
 import tempfile
 import time
@@ -45,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.backends import registry
+from engine.benchmarking import machine_info, save_json
 from engine.preprocess import Preprocessor
 from engine.segment import DEFAULT_MODEL, Segmenter, SegmenterConfig
 from models.manifest import Manifest, load_manifest
@@ -85,32 +83,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def machine_info() -> dict:
-    """Where the numbers were taken: host, CPU, cores, load and library versions."""
-    cpu = platform.processor() or platform.machine()
-    for line in (
-        Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    ):
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    libraries = {
-        n: e["version"] for n, e in registry().report()["backends"].items() if e["available"]
-    }
+def _with_torch(machine: dict) -> dict:
+    """Add the torch version (the eager peer) to the machine's library versions, when present."""
     try:
         import torch
-
-        libraries["torch"] = str(torch.__version__)
     except ImportError:
-        pass
-    return {
-        "host": socket.gethostname(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "loadavg_start": list(os.getloadavg()),
-        "libraries": libraries,
-    }
+        return machine
+    machine["libraries"]["torch"] = str(torch.__version__)
+    return machine
 
 
 def _stats(samples_ms: np.ndarray) -> dict:
@@ -299,7 +279,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             "input": "500 x 1000 uint16 phantom frames (stage), model grid (inference)",
             "batch": 1,
         },
-        "machine": machine_info(),
+        "machine": _with_torch(machine_info()),
         "results": results,
         "targets": targets,
     }
@@ -340,12 +320,7 @@ def format_table(result: dict) -> str:
 
 def save(result: dict, folder: Path = RESULTS) -> Path:
     """Write the result as ``model_<host>_<date>.json``; returns the path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in result["machine"]["host"])[:40]
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = folder / f"model_{host}_{stamp}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    return path
+    return save_json("model", result, folder)
 
 
 def run(args: argparse.Namespace) -> int:

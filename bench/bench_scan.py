@@ -25,7 +25,6 @@ import datetime as dt
 import json
 import os
 import platform
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from engine.backends import registry  # noqa: E402
+from engine.benchmarking import machine_info, save_json  # noqa: E402
 from engine.scan_convert import CartesianGrid, DisplayOrientation, build_table  # noqa: E402
 from streams.geometry import FrameGeometry  # noqa: E402
 
@@ -70,27 +70,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def machine_info() -> dict:
-    """Where the numbers were taken: host, CPU, cores, load and library versions."""
-    report = registry().report()["backends"]
-    import numba
-
-    return {
-        "host": socket.gethostname(),
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numba_threads": numba.get_num_threads(),
-        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
-        "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "libraries": {name: {"version": e["version"], "available": e["available"],
-                             "detail": e["detail"], "reason": e["reason"]}
-                      for name, e in report.items()},
-    }
 
 
 def make_frames(count: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -315,12 +294,7 @@ def format_table(result: dict) -> str:
 
 def save(result: dict, folder: Path = RESULTS) -> Path:
     """Write the result as ``scan_<host>_<date>.json``; returns the path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in result["machine"]["host"])[:40]
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = folder / f"scan_{host}_{stamp}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    return path
+    return save_json("scan", result, folder)
 
 
 def run(args: argparse.Namespace) -> int:
