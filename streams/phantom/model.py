@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.contours import polygon_centroid
 from streams.phantom.scenarios import PlaqueSpec, Scenario
 
 N_PHI = 2048  #: angular samples of the contour tables (0.18 degree)
@@ -235,7 +236,7 @@ class VesselModel:
 
     def _place_catheter(self, z: float, lumen: np.ndarray) -> np.ndarray:
         x, y = lumen * np.cos(self.phi), lumen * np.sin(self.phi)
-        cx, cy = _polygon_centroid(x, y)
+        cx, cy = polygon_centroid(x, y)
         room = np.min(np.hypot(x - cx, y - cy)) - CATHETER_RADIUS_MM - 0.06
         ecc = np.clip(self.scenario.vessel.catheter_eccentricity * (1.0 + 0.5 * self._ecc(z)), 0.0, 0.95)
         direction = self._cath_dir0 + 1.2 * self._cath_dir(z)
@@ -254,10 +255,3 @@ class VesselModel:
                     return g
         return None
 
-
-def _polygon_centroid(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    cross = x * np.roll(y, -1) - np.roll(x, -1) * y
-    area = 0.5 * np.sum(cross)
-    cx = np.sum((x + np.roll(x, -1)) * cross) / (6 * area)
-    cy = np.sum((y + np.roll(y, -1)) * cross) / (6 * area)
-    return float(cx), float(cy)
