@@ -43,8 +43,10 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True)
-class FrameResult:
-    """Everything the engine publishes about one frame.
+class FrameAnalysis:
+    """One frame's analysis with its intermediate outputs. The engine publishes the record in
+    its own message (:class:`engine.scheduler.FrameResult`); the segmentation and metal
+    detection stay here for callers that draw or test them.
 
     Attributes
     ----------
@@ -142,7 +144,7 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 
 
 class FrameAnalyser:
-    """Stage: Frame -> :class:`FrameResult` (segment, detect metal, measure)."""
+    """Stage: Frame -> :class:`FrameAnalysis` (segment, detect metal, measure)."""
 
     def __init__(
         self,
@@ -160,7 +162,7 @@ class FrameAnalyser:
         """Load and warm the model (and the preprocessing tables for ``geometry``)."""
         self.segmenter.start(geometry)
 
-    def process(self, frame: Frame) -> FrameResult:
+    def process(self, frame: Frame) -> FrameAnalysis:
         t0 = time.perf_counter()
         seg = self.segmenter.process(frame)
         t1 = time.perf_counter()
@@ -174,7 +176,7 @@ class FrameAnalyser:
             "measure": round(1000 * (t3 - t2), 3),
         }
         record["latency_ms"] = latency
-        return FrameResult(record, seg, metal, latency)
+        return FrameAnalysis(record, seg, metal, latency)
 
     def status(self) -> dict:
         return {"segment": self.segmenter.status()}
