@@ -130,17 +130,13 @@ def _eel(eel_r: np.ndarray, angles: np.ndarray, lumen: measure.LumenMeasurement,
     x, y = contours.polar_to_xy(filled, angles)
     arc = measure.arc_about_point_deg(x, y, visible, *lumen.centroid_xy)
     mean = contours.diameters_through_centroid(filled, angles).mean_mm if arc > cfg.eel_visible_arc_deg else None
-    return {"visible_arc_deg": round(arc, 2), "mean_diameter_mm": _round(mean)}
+    return {"visible_arc_deg": round(arc, 2), "mean_diameter_mm": measure.round_or_none(mean)}
 
 
 def _rounded_list(values: np.ndarray, digits: int = 4) -> list:
     """JSON list of floats rounded to ``digits``, None for NaN (vectorised rounding)."""
     rounded = np.round(np.asarray(values, dtype=np.float64), digits)
     return [None if v != v else v for v in rounded.tolist()]
-
-
-def _round(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None or not np.isfinite(value) else round(float(value), digits)
 
 
 class FrameAnalyser:

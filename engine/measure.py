@@ -190,8 +190,8 @@ def measure_plaque(
                     "type": name,
                     "alines": ends,
                     "arc_deg": round(arc, 2),
-                    "max_thickness_mm": _round(float(np.nanmax(p.thickness_mm[rays]))),
-                    "min_cap_thickness_mm": _round(cap),
+                    "max_thickness_mm": round_or_none(float(np.nanmax(p.thickness_mm[rays]))),
+                    "min_cap_thickness_mm": round_or_none(cap),
                 }
             )
     calcium_rays = ray_type == "calcium"
@@ -210,7 +210,7 @@ def measure_plaque(
         },
         "lipid": {
             "arc_deg": round(lipid_arc, 2),
-            "min_cap_thickness_mm": _round(min_cap),
+            "min_cap_thickness_mm": round_or_none(min_cap),
             "tcfa": tcfa(min_cap, lipid_arc, cfg),
         },
     }
@@ -299,5 +299,6 @@ def _circular_running_median(values: np.ndarray, width: int) -> np.ndarray:
     return np.where(np.isfinite(values), out, np.nan)
 
 
-def _round(value: float | None, digits: int = 4) -> float | None:
+def round_or_none(value: float | None, digits: int = 4) -> float | None:
+    """``value`` rounded for a JSON record, None when unknown (None or not finite)."""
     return None if value is None or not np.isfinite(value) else round(float(value), digits)

@@ -26,10 +26,6 @@ _TYPES = (("calcium", Label.CALCIUM), ("lipid", Label.LIPID), ("fibrous", Label.
 _TABLE_STRIDE = 4  #: contour tables are subsampled to 512 vertices for diameter measurement
 
 
-def _round(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None or not np.isfinite(value) else round(float(value), digits)
-
-
 def _table_area_mm2(radius: np.ndarray) -> float:
     """Area enclosed by a contour tabulated at equally spaced angles about its origin."""
     return float(np.pi * np.mean(radius * radius))
@@ -117,11 +113,11 @@ def frame_truth(
     if plaque["lipid"]["arc_deg"] > 0:
         # A cap is a few samples thick on the stored grid: measure it on the model itself.
         cap = _min_cap_along_rays_mm(section, (cx + cat[0], cy + cat[1]))
-        plaque["lipid"]["min_cap_thickness_mm"] = _round(cap)
+        plaque["lipid"]["min_cap_thickness_mm"] = measure.round_or_none(cap)
         plaque["lipid"]["tcfa"] = measure.tcfa(cap, plaque["lipid"]["arc_deg"], config)
         for entry in plaque["plaque"]:
             if entry["type"] == "lipid":
-                entry["min_cap_thickness_mm"] = _round(cap)
+                entry["min_cap_thickness_mm"] = measure.round_or_none(cap)
 
 
     guidewire_runs = contours.circular_runs(rendered.blocker_kind == Label.GUIDEWIRE)
@@ -164,13 +160,13 @@ def frame_truth(
             "min_diameter_mm": round(lumen_d.min_mm, 4),
             "max_diameter_mm": round(lumen_d.max_mm, 4),
             "mean_diameter_mm": round(lumen_d.mean_mm, 4),
-            "radius_mm": [_round(v) for v in lumen_padded],
+            "radius_mm": [measure.round_or_none(v) for v in lumen_padded],
             "centroid_mm": [round(cx, 4), round(cy, 4)],
         },
         "eel": {
-            "radius_mm": [_round(v) for v in eel_vis_padded],
+            "radius_mm": [measure.round_or_none(v) for v in eel_vis_padded],
             "visible_arc_deg": round(eel_arc, 2),
-            "mean_diameter_mm": _round(eel_mean),
+            "mean_diameter_mm": measure.round_or_none(eel_mean),
             "area_mm2": round(_table_area_mm2(section.layers[m.EEL]), 4),
         },
         **plaque,
