@@ -24,6 +24,7 @@ the reason) or ``skipped`` (evicted at a limit, or the engine stopped before ana
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -54,9 +55,11 @@ from engine.struts import detect_metal
 from streams.errors import OctguideError
 from streams.geometry import FrameGeometry
 from streams.protocol import (
+    LMODE_ANGLES_DEG,
     PROTOCOL_VERSION,
     PULLBACK_ID_PATTERN,
     TOPIC_BACKFILL,
+    TOPIC_DISPLAY,
     TOPIC_EVENT,
     TOPIC_GUIDANCE,
     TOPIC_HEARTBEAT,
@@ -318,6 +321,7 @@ def build_overlay(record: dict, frame: Frame, grid: CartesianGrid,
         "metrics": {
             "lumen_area_mm2": (lumen or {}).get("area_mm2"),
             "lumen_min_diameter_mm": (lumen or {}).get("min_diameter_mm"),
+            "lumen_max_diameter_mm": (lumen or {}).get("max_diameter_mm"),
             "lumen_mean_diameter_mm": (lumen or {}).get("mean_diameter_mm"),
             "calcium_arc_deg": (calcium or {}).get("arc_deg"),
             "lipid_arc_deg": (lipid or {}).get("arc_deg"),
@@ -330,8 +334,8 @@ def build_overlay(record: dict, frame: Frame, grid: CartesianGrid,
     }
 
 
-def render_overlay(image: np.ndarray, overlay: dict) -> np.ndarray:
-    """The display image (``(N, N)`` real values) windowed to 8 bits, BGR, overlay burned in.
+def display_grey(image: np.ndarray) -> np.ndarray:
+    """The display image (``(N, N)`` real values) windowed to 8-bit grey.
 
     The window maps the 60th percentile of the image disc (noise floor) to black and the 99.9th
     to white, estimated on every 4th pixel.
@@ -339,7 +343,41 @@ def render_overlay(image: np.ndarray, overlay: dict) -> np.ndarray:
     sample = np.asarray(image[::4, ::4], dtype=np.float32)
     lo, hi = np.percentile(sample, [60.0, 99.9]) if sample.size else (0.0, 1.0)
     scale = 255.0 / max(float(hi - lo), 1e-9)
-    grey = cv2.convertScaleAbs(np.asarray(image, dtype=np.float32), alpha=scale, beta=-lo * scale)
+    return cv2.convertScaleAbs(np.asarray(image, dtype=np.float32), alpha=scale, beta=-lo * scale)
+
+
+@functools.lru_cache(maxsize=8)
+def _lmode_index(size_px: int, angles_deg: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest-pixel rows and columns of the diameters at ``angles_deg`` (screen degrees
+    clockwise from 12 o'clock), each from the ``angle`` side through the centre to the other."""
+    centre = (size_px - 1) / 2.0
+    t = centre - np.arange(size_px, dtype=np.float64)  # signed distance from the centre, px
+    theta = np.radians(np.asarray(angles_deg, dtype=np.float64))[:, None]
+    cols = np.clip(np.rint(centre + t * np.sin(theta)), 0, size_px - 1).astype(np.intp)
+    rows = np.clip(np.rint(centre - t * np.cos(theta)), 0, size_px - 1).astype(np.intp)
+    return rows, cols
+
+
+def lmode_cuts(grey: np.ndarray, angles_deg: tuple[float, ...] = LMODE_ANGLES_DEG) -> np.ndarray:
+    """The L-mode cuts of one frame: ``(len(angles_deg), N)`` uint8, the grey display image
+    along each diameter (one column of the longitudinal view per frame and angle).
+
+    >>> grey = np.zeros((5, 5), np.uint8); grey[0, 2] = 200; grey[2, 4] = 100
+    >>> lmode_cuts(grey, (0.0, 90.0)).tolist()
+    [[200, 0, 0, 0, 0], [100, 0, 0, 0, 0]]
+    """
+    rows, cols = _lmode_index(grey.shape[0], tuple(float(a) for a in angles_deg))
+    return np.ascontiguousarray(grey[rows, cols])
+
+
+def render_overlay(image: np.ndarray, overlay: dict) -> np.ndarray:
+    """The display image (``(N, N)`` real values) windowed to 8 bits (:func:`display_grey`),
+    BGR, overlay burned in."""
+    return burn_overlay(display_grey(image), overlay)
+
+
+def burn_overlay(grey: np.ndarray, overlay: dict) -> np.ndarray:
+    """The grey display image as BGR with the vector overlay drawn into it."""
     bgr = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
     n = bgr.shape[0]
     centre = ((n - 1) / 2.0, (n - 1) / 2.0)
@@ -475,6 +513,7 @@ class Engine:
         self._errors: list[BaseException] = []
         self._phase = "new"  # new -> running -> draining -> closing -> stopped
         self._image_wanted = False
+        self._display_wanted = False
         self._wake_endpoint = f"inproc://octguide-wake-{id(self):x}"
         self._started_monotonic = 0.0
         # I/O-thread state
@@ -654,18 +693,24 @@ class Engine:
             latency = {"queue": queue_ms, "analysis": (time.perf_counter() - start) * 1e3}
             overlay = build_overlay(record, frame, grid, orientation, latency)
             return {"record": record, "latency": latency, "overlay": dumps(overlay), "image": None,
-                    "failed": True}
+                    "grey": None, "lmode": None, "failed": True}
         latency = {"queue": queue_ms, **result.latency_ms}
         overlay = build_overlay(result.record, frame, grid, orientation, latency)
-        image = None
-        if self.cfg.render_image and self._image_wanted and result.image is not None:
+        image = grey = lmode = None
+        image_wanted, display_wanted = self._image_wanted, self._display_wanted
+        if self.cfg.render_image and (image_wanted or display_wanted) and result.image is not None:
             t = time.perf_counter()
-            image = render_overlay(result.image, overlay)
+            grey = display_grey(result.image)
+            if image_wanted:
+                image = burn_overlay(grey, overlay)
+            if display_wanted:
+                lmode = lmode_cuts(grey)
             latency["render"] = (time.perf_counter() - t) * 1e3
         latency["analysis"] = (time.perf_counter() - start) * 1e3
         overlay["latency_ms"] = {k: round(v, 3) for k, v in latency.items()}
         return {"record": dict(result.record), "latency": latency, "overlay": dumps(overlay),
-                "image": image, "failed": False}
+                "image": image, "grey": grey if display_wanted else None, "lmode": lmode,
+                "failed": False}
 
     def _post(self, item: tuple) -> None:
         self._outbox.put(item)
@@ -1090,12 +1135,24 @@ class Engine:
         envelope = self._envelope(frame.pullback_id, frame.index, job.lane, record.get("status"))
         end_to_end_ms = (time.perf_counter_ns() - job.received_ns) / 1e6
         envelope["end_to_end_ms"] = round(end_to_end_ms, 3)
-        self._send(self._sock["overlay"], topic, [dumps(envelope), out["overlay"]])
+        parts = [out["overlay"]]
+        if out["lmode"] is not None:
+            envelope["lmode"] = {"angles_deg": list(LMODE_ANGLES_DEG),
+                                 "length_px": int(out["lmode"].shape[1]), "dtype": "uint8"}
+            parts.append(out["lmode"])
+        self._send(self._sock["overlay"], topic, [dumps(envelope), *parts])
+        envelope.pop("lmode", None)
         if out["image"] is not None and topic == TOPIC_OVERLAY:
             image = out["image"]
             envelope["image"] = {"shape": list(image.shape), "dtype": "uint8", "colour": "BGR",
                                  "fov_mm": self.cfg.image_fov_mm}
             if self._send(self._sock["overlay"], TOPIC_IMAGE, [dumps(envelope), image]):
+                c["images_published"] += 1
+        if out["grey"] is not None and topic == TOPIC_OVERLAY:
+            grey = out["grey"]
+            envelope["image"] = {"shape": list(grey.shape), "dtype": "uint8", "colour": "GREY",
+                                 "fov_mm": self.cfg.image_fov_mm}
+            if self._send(self._sock["overlay"], TOPIC_DISPLAY, [dumps(envelope), grey]):
                 c["images_published"] += 1
         if fate == "shown":
             self._latency[self._latency_n % LATENCY_WINDOW] = end_to_end_ms
@@ -1295,6 +1352,7 @@ class Engine:
             elif message[:1] == b"\x00":
                 self._subscriptions.discard(message[1:])
         self._image_wanted = any(TOPIC_IMAGE.startswith(s) for s in self._subscriptions)
+        self._display_wanted = any(TOPIC_DISPLAY.startswith(s) for s in self._subscriptions)
 
     def _handle_monitor(self, monitor: zmq.Socket, name: str) -> None:
         while True:
@@ -1447,5 +1505,16 @@ def percentile_summary(values_ms: list[float] | np.ndarray) -> dict:
             "mean": round(float(v.mean()), 3)}
 
 
-__all__ = ["Engine", "EngineError", "MetalAnalysis", "build_overlay", "percentile_summary",
-           "render_overlay", "stage_factory", "write_results"]
+__all__ = [
+    "Engine",
+    "EngineError",
+    "MetalAnalysis",
+    "build_overlay",
+    "burn_overlay",
+    "display_grey",
+    "lmode_cuts",
+    "percentile_summary",
+    "render_overlay",
+    "stage_factory",
+    "write_results",
+]

@@ -101,6 +101,9 @@ TOPIC_OVERLAY = b"overlay"  #: live vector overlay of the newest frame
 TOPIC_BACKFILL = b"backfill"  #: the same for frames analysed after a newer one was shown
 TOPIC_IMAGE = b"image"  #: Cartesian BGR image with the overlay burned in (optional)
 TOPIC_GUIDANCE = b"guidance"  #: pullback guidance once every frame has its fate
+TOPIC_DISPLAY = b"display"  #: windowed grey Cartesian image of a live frame, no overlay (viewer)
+#: Screen angles (degrees clockwise from 12 o'clock) of the L-mode cuts sent with each overlay
+LMODE_ANGLES_DEG = (0.0, 22.5, 45.0, 67.5, 90.0, 112.5, 135.0, 157.5)
 #: Topics of the status publisher
 TOPIC_HEARTBEAT = b"heartbeat"
 TOPIC_EVENT = b"event"

@@ -362,8 +362,9 @@ class Subscriber(_Endpoint):
     def _decode(parts: list) -> Message:
         topic = bytes(parts[0].buffer)
         envelope = loads(parts[1]) if len(parts) > 1 else {}
-        body = loads(parts[2]) if len(parts) > 2 and topic != b"image" else None
-        rest = parts[2:] if topic == b"image" else parts[3:]
+        raw = topic in (b"image", b"display")  # pixels follow the envelope, no JSON body
+        body = loads(parts[2]) if len(parts) > 2 and not raw else None
+        rest = parts[2:] if raw else parts[3:]
         return Message(topic, envelope, body, list(rest), time.time_ns())
 
 
