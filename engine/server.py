@@ -1148,7 +1148,7 @@ class Engine:
                                  "fov_mm": self.cfg.image_fov_mm}
             if self._send(self._sock["overlay"], TOPIC_IMAGE, [dumps(envelope), image]):
                 c["images_published"] += 1
-        if out["grey"] is not None and topic == TOPIC_OVERLAY:
+        if out["grey"] is not None:  # every lane: a display scrubbing back needs backfill frames too
             grey = out["grey"]
             envelope["image"] = {"shape": list(grey.shape), "dtype": "uint8", "colour": "GREY",
                                  "fov_mm": self.cfg.image_fov_mm}

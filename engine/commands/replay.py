@@ -240,6 +240,17 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def write_replay_spec(args: argparse.Namespace, pullback_id: str) -> None:
+    """``DIR/replay.json``: what was replayed, so ``octguide view --results DIR`` can load the
+    same frames again (a file by absolute path, or a phantom scenario by seed and size)."""
+    source = args.pullback if args.pullback.startswith("phantom:") else str(Path(args.pullback).resolve())
+    spec = {"pullback": source, "pullback_id": pullback_id, "frames": args.frames,
+            "alines": args.alines, "samples": args.samples}
+    tmp = args.out / ".replay.json.tmp"
+    tmp.write_text(json.dumps(spec, indent=2) + "\n")
+    os.replace(tmp, args.out / "replay.json")
+
+
 def run(args: argparse.Namespace) -> int:
     pullback = load(args.pullback, args.frames, args.alines, args.samples)
     fps = pullback.frame_rate_hz if args.rate == "realtime" else None
@@ -255,5 +266,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if child is not None:
             child.stop()
+    write_replay_spec(args, summary["pullback_id"])
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
