@@ -266,6 +266,31 @@ def _arc(geometry: FrameGeometry, grid: CartesianGrid, orientation: DisplayOrien
             "arc_deg": round((b - a) % 360.0, 2)}
 
 
+def overlay_metrics(record: dict) -> dict:
+    """The overlay's ``metrics`` (docs/protocol.md 3.1) from a frame record: the numbers a
+    display shows, ``None`` where unknown.
+
+    >>> overlay_metrics({"lumen": {"area_mm2": 6.4}, "struts": [{"malapposed": True}, {"malapposed": False}]})
+    ... # doctest: +ELLIPSIS
+    {'lumen_area_mm2': 6.4, ..., 'struts': 2, 'struts_malapposed': 1}
+    """
+    lumen, stent = record.get("lumen") or {}, record.get("stent") or {}
+    calcium, lipid = record.get("calcium") or {}, record.get("lipid") or {}
+    struts = record.get("struts") or ()
+    return {
+        "lumen_area_mm2": lumen.get("area_mm2"),
+        "lumen_min_diameter_mm": lumen.get("min_diameter_mm"),
+        "lumen_max_diameter_mm": lumen.get("max_diameter_mm"),
+        "lumen_mean_diameter_mm": lumen.get("mean_diameter_mm"),
+        "calcium_arc_deg": calcium.get("arc_deg"),
+        "lipid_arc_deg": lipid.get("arc_deg"),
+        "tcfa": lipid.get("tcfa"),
+        "stent_area_mm2": stent.get("area_mm2"),
+        "struts": len(struts),
+        "struts_malapposed": sum(s.get("malapposed") is True for s in struts),
+    }
+
+
 def build_overlay(record: dict, frame: Frame, grid: CartesianGrid,
                   orientation: DisplayOrientation, latency_ms: dict, max_points: int = 360) -> dict:
     """The vector overlay of one frame (docs/protocol.md, "Overlay") from its record.
@@ -300,7 +325,6 @@ def build_overlay(record: dict, frame: Frame, grid: CartesianGrid,
                        "distance_um": strut.get("distance_to_lumen_um")})
     plaque = record.get("plaque")
     guidewire = record.get("guidewire")
-    calcium, lipid, stent = record.get("calcium"), record.get("lipid"), record.get("stent")
     return {
         "pullback_id": frame.pullback_id,
         "frame": frame.index,
@@ -318,18 +342,7 @@ def build_overlay(record: dict, frame: Frame, grid: CartesianGrid,
         "guidewire": None if not guidewire else _arc(g, grid, orientation, guidewire["alines"],
                                                      frame.seam_index),
         "struts": struts,
-        "metrics": {
-            "lumen_area_mm2": (lumen or {}).get("area_mm2"),
-            "lumen_min_diameter_mm": (lumen or {}).get("min_diameter_mm"),
-            "lumen_max_diameter_mm": (lumen or {}).get("max_diameter_mm"),
-            "lumen_mean_diameter_mm": (lumen or {}).get("mean_diameter_mm"),
-            "calcium_arc_deg": (calcium or {}).get("arc_deg"),
-            "lipid_arc_deg": (lipid or {}).get("arc_deg"),
-            "tcfa": (lipid or {}).get("tcfa"),
-            "stent_area_mm2": (stent or {}).get("area_mm2"),
-            "struts": len(struts),
-            "struts_malapposed": sum(s["state"] == "malapposed" for s in struts),
-        },
+        "metrics": overlay_metrics(record),
         "latency_ms": {k: round(v, 3) for k, v in latency_ms.items()},
     }
 

@@ -38,7 +38,7 @@ from websockets.http11 import Request, Response
 from engine import __version__
 from engine.config import Config
 from engine.scan_convert import CartesianGrid, DisplayOrientation, ScanConverter
-from engine.server import build_overlay, display_grey, lmode_cuts
+from engine.server import build_overlay, display_grey, lmode_cuts, overlay_metrics
 from streams.errors import OctguideError
 from streams.protocol import (
     LMODE_ANGLES_DEG,
@@ -237,25 +237,12 @@ def read_results(results_dir: Path) -> tuple[dict, list[dict]]:
 def record_overlay(record: dict, pullback_id: str) -> dict:
     """The overlay of a frame whose geometry is unknown (no source pullback): status and
     numbers, no contours."""
-    lumen, stent = record.get("lumen") or {}, record.get("stent") or {}
-    struts = record.get("struts") or []
     return {
         "pullback_id": pullback_id, "frame": record["frame"], "timestamp_s": None,
         "status": record.get("status"), "reason": record.get("reason"),
         "confidence": record.get("confidence"), "grid": None, "lumen": None, "eel": None,
         "plaque": None, "guidewire": None, "struts": [],
-        "metrics": {
-            "lumen_area_mm2": lumen.get("area_mm2"),
-            "lumen_min_diameter_mm": lumen.get("min_diameter_mm"),
-            "lumen_max_diameter_mm": lumen.get("max_diameter_mm"),
-            "lumen_mean_diameter_mm": lumen.get("mean_diameter_mm"),
-            "calcium_arc_deg": (record.get("calcium") or {}).get("arc_deg"),
-            "lipid_arc_deg": (record.get("lipid") or {}).get("arc_deg"),
-            "tcfa": (record.get("lipid") or {}).get("tcfa"),
-            "stent_area_mm2": stent.get("area_mm2"),
-            "struts": len(struts),
-            "struts_malapposed": sum(bool(s.get("malapposed")) for s in struts),
-        },
+        "metrics": overlay_metrics(record),
         "latency_ms": record.get("latency_ms") or {},
     }
 
