@@ -163,7 +163,11 @@ def live(tmp_path):
     started = []
 
     def make(render_image: bool = True, lost_after_s: float = 1.0):
-        engine = Engine(engine_config(tmp_path / "results", analysis="metal", render_image=render_image))
+        # A viewer takes two messages per frame (overlay, display): with the default per-display
+        # queue of 4 a burst at full speed can overflow it (the bridge then recovers numbers only,
+        # test_overlays_lost_in_transport_...); a viewer deployment sets a deeper queue.
+        engine = Engine(engine_config(tmp_path / "results", analysis="metal", render_image=render_image,
+                                      overlay_hwm=256))
         endpoints = engine.start()
         started.append(engine)
         bridge = BridgeThread(ViewerBridge(endpoints["control"], port=0, lost_after_s=lost_after_s))

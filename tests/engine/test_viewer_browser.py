@@ -90,7 +90,7 @@ class Stack:
         endpoints_file, url_file = tmp / "endpoints.json", tmp / "url.json"
         sets = {f"server.{n}_endpoint": "tcp://127.0.0.1:*" for n in ("frames", "overlay", "status", "control")}
         sets.update({"server.results_dir": str(tmp / "results"), "server.render_image": True,
-                     "server.heartbeat_s": 0.25})
+                     "server.heartbeat_s": 0.25, "server.overlay_hwm": 256})
         args = [a for key, value in sets.items() for a in ("--set", f"{key}={json.dumps(value)}")]
         self.engine = _cli("serve", "--endpoints-file", str(endpoints_file), "--log-level", "WARNING", *args)
         self.endpoints = _wait_file(endpoints_file, self.engine, "octguide serve")
