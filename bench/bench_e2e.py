@@ -6,7 +6,7 @@ Run ``octguide bench e2e`` (or ``python bench/bench_e2e.py``) from a source chec
   ``zmq.Context``) on random loopback ports, with the full analysis stage and, by default,
   rendered images (``server.render_image``), so scan conversion and rendering are on the path;
 * a console in this process PUSHes one phantom pullback per rate (default 30 and 180 frames/s,
-  then flat out) with :class:`streams.zmq_io.FrameSender`, zero-copy, START/END flagged;
+  then flat out) with :class:`streams.wire.zmq_io.FrameSender`, zero-copy, START/END flagged;
 * a display in a thread of this process SUBscribes to ``overlay``, ``backfill``, ``image`` and
   ``guidance`` and stamps each message at receipt (``time.time_ns``, the same clock as the
   console's send stamps: same host).
@@ -23,7 +23,7 @@ to the frames sent; throughput; the guidance delay after the last frame; the eng
 peak RSS (``VmHWM``) and CPU use (``/proc/PID/stat``), GPU memory where ``nvidia-smi`` exists.
 
 The baseline is a **naive single-threaded in-process loop** over the same frames and the same
-stages (decode, :class:`engine.analyse.FrameAnalyser`, scan conversion, overlay and render),
+stages (decode, :class:`engine.analysis.analyse.FrameAnalyser`, scan conversion, overlay and render),
 one after the other, no sockets and no overlap. Each frame's service time is measured in a pass
 before the engine starts and one after it stops (so the two never share the cores) and the
 faster of the two is kept (shared cores: this favours the baseline); its latency at each rate
@@ -55,13 +55,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from engine.benchmarking import machine_info, result_stem
 from engine.commands.console_sim import wire_id
 from engine.commands.replay import _ChildEngine
+from engine.compute.benchmarking import machine_info, result_stem
+from engine.synthetic.phantom import SCENARIOS, generate_pullback
 from streams.errors import OctguideError
-from streams.phantom import SCENARIOS, generate_pullback
 from streams.pullback import Pullback
-from streams.zmq_io import ControlClient, FrameSender, Subscriber
+from streams.wire.zmq_io import ControlClient, FrameSender, Subscriber
 
 RESULTS = REPO / "bench" / "results"
 TARGETS_MS = {"cpu_30fps_p99_required": 50.0, "cpu_30fps_p99_goal": 25.0,
@@ -351,11 +351,11 @@ def naive_loop(pullback: Pullback, render: bool) -> dict:
     Returns the per-frame total and per-stage times (ms) and the time to compute the guidance
     from the records (s); warm-up (model load, first frames) is done before timing.
     """
-    from engine.analyse import FrameAnalyser
-    from engine.guidance import pullback_guidance
-    from engine.scan_convert import CartesianGrid, DisplayOrientation, ScanConverter
-    from engine.server import build_overlay, render_overlay
-    from streams.protocol import Limits, decode_frame, dumps, encode_frame, frame_from_header
+    from engine.analysis.analyse import FrameAnalyser
+    from engine.clinical.guidance import pullback_guidance
+    from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, ScanConverter
+    from engine.display.overlay import build_overlay, render_overlay
+    from streams.wire.protocol import Limits, decode_frame, dumps, encode_frame, frame_from_header
 
     grid, orientation = CartesianGrid(512, 10.0), DisplayOrientation()
     analyser = FrameAnalyser()

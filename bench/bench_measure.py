@@ -3,7 +3,7 @@
 The guidance issue budgets all per-frame measurement work at <= 5 ms median on one core for a
 500-A-line frame (the 50 ms frame budget holds then). Segmentation runs once per frame before
 timing (it is the model's cost, benchmarked by ``bench_model``); what is timed is
-:func:`engine.struts.detect_metal` and :func:`engine.analyse.frame_record` on its output, on
+:func:`engine.analysis.struts.detect_metal` and :func:`engine.analysis.analyse.frame_record` on its output, on
 frames of a calcified lesion and of a malapposed stent (struts are the costliest case).
 
 Usage: ``octguide bench measure [--frames N] [--repeats N] [--json]`` (or ``python bench/bench_measure.py``).
@@ -27,12 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from engine.analyse import frame_record  # noqa: E402
-from engine.benchmarking import machine_info  # noqa: E402
+from engine.analysis.analyse import frame_record  # noqa: E402
+from engine.analysis.segment import Segmenter, SegmenterConfig  # noqa: E402
+from engine.analysis.struts import detect_metal  # noqa: E402
+from engine.compute.benchmarking import machine_info  # noqa: E402
 from engine.config import GuidanceConfig  # noqa: E402
-from engine.segment import Segmenter, SegmenterConfig  # noqa: E402
-from engine.struts import detect_metal  # noqa: E402
-from streams.phantom import generate_pullback  # noqa: E402
+from engine.synthetic.phantom import generate_pullback  # noqa: E402
 
 BUDGET_MS = 5.0
 

@@ -16,7 +16,7 @@ What it measures, on the shipped model at its grid, batch 1, in one process:
   inference, read-out) with ONNX Runtime;
 * ``tensorrt fp16``: inference and whole stage with TensorRT, where TensorRT and a GPU are usable
   and ``octguide build-engine`` has cached an engine;
-* ``--int8``: ONNX Runtime int8 dynamic and static variants (:mod:`models.quantize`): latency,
+* ``--int8``: ONNX Runtime int8 dynamic and static variants (:mod:`models.training.quantize`): latency,
   agreement with float32, and the held-out 'ci' metrics of each.
 
 Inputs are ``--frames`` distinct preprocessed phantom frames, cycled. Backends take turns in
@@ -41,13 +41,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.backends import registry
-from engine.benchmarking import machine_info, save_json
-from engine.preprocess import Preprocessor
-from engine.segment import DEFAULT_MODEL, Segmenter, SegmenterConfig
+from engine.analysis.segment import DEFAULT_MODEL, Segmenter, SegmenterConfig
+from engine.compute.backends import registry
+from engine.compute.benchmarking import machine_info, save_json
+from engine.compute.preprocess import Preprocessor
+from engine.synthetic.phantom import generate_pullback
 from models.manifest import Manifest, load_manifest
 from models.runtime import RUNTIMES, OnnxRuntime
-from streams.phantom import generate_pullback
 
 RESULTS = REPO / "bench" / "results"
 BLOCK = 25  #: consecutive calls of one backend before the next takes its turn
@@ -144,7 +144,7 @@ def torch_call(manifest: Manifest, inputs: list[np.ndarray]) -> Callable[[int], 
         import torch
 
         from models.network import InferenceModel
-        from models.train import load_checkpoint
+        from models.training.train import load_checkpoint
     except ImportError:
         return None
     if not checkpoint.is_file():
@@ -168,8 +168,8 @@ def stage_call(segmenter: Segmenter, pullback) -> Callable[[int], object]:
 
 def int8_study(manifest: Manifest, inputs: list[np.ndarray], args: argparse.Namespace) -> dict:
     """Latency, agreement with float32 and held-out 'ci' metrics of the int8 variants."""
-    from models.evaluate import EVAL_SETS, evaluate
-    from models.quantize import quantize
+    from models.training.evaluate import EVAL_SETS, evaluate
+    from models.training.quantize import quantize
 
     keys = (
         "lumen_dice",

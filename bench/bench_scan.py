@@ -36,9 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from engine.backends import registry  # noqa: E402
-from engine.benchmarking import machine_info, save_json  # noqa: E402
-from engine.scan_convert import CartesianGrid, DisplayOrientation, build_table  # noqa: E402
+from engine.compute.backends import registry  # noqa: E402
+from engine.compute.benchmarking import machine_info, save_json  # noqa: E402
+from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, build_table  # noqa: E402
 from streams.geometry import FrameGeometry  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -115,7 +115,7 @@ def cpu_backends(frames: list[np.ndarray], geometry: FrameGeometry, grid: Cartes
     reg = registry()
     cv2 = reg.module("opencv")
     ndimage = __import__("scipy.ndimage", fromlist=["map_coordinates"]) if reg.available("scipy") else None
-    from engine.scan_convert import NumbaScanKernel
+    from engine.compute.scan_convert import NumbaScanKernel
 
     table = build_table(geometry, grid, DisplayOrientation())
     numba_kernel = NumbaScanKernel()
@@ -168,7 +168,7 @@ def gpu_backends(frames: list[np.ndarray], geometry: FrameGeometry, grid: Cartes
         cp = reg.module("cupy")
         from cupyx.scipy import ndimage as cundimage
 
-        from engine.scan_convert import CupyScanKernel
+        from engine.compute.scan_convert import CupyScanKernel
 
         kernel = CupyScanKernel()
         kernel.prepare(table)
@@ -203,7 +203,7 @@ def gpu_backends(frames: list[np.ndarray], geometry: FrameGeometry, grid: Cartes
         backends["cupyx map_coordinates"] = cupy_timer(cupyx_launch, kernel.stream)
     if reg.available("numba_cuda") and not reg.probe("numba_cuda").detail.get("simulator"):
         cuda = reg.module("numba_cuda")
-        from engine.scan_convert import NumbaCudaScanKernel
+        from engine.compute.scan_convert import NumbaCudaScanKernel
 
         nkernel = NumbaCudaScanKernel()
         nkernel.prepare(table)

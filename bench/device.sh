@@ -64,7 +64,7 @@ step() {
 bench() {
     local name="$1" limit="$2"
     shift 2
-    step "$name" "$limit" "$PY" -m engine.cli bench "$@" --json
+    step "$name" "$limit" "$PY" -m engine.commands.cli bench "$@" --json
     "$PY" - "$OUT_DIR/$name.log" "$OUT_DIR/$name.json" <<'EOF' 2>/dev/null || true
 import json, sys
 text = open(sys.argv[1]).read()
@@ -89,7 +89,7 @@ for name in ("numpy", "zmq", "numba", "cupy", "torch", "onnxruntime", "tensorrt"
     except Exception as exc:
         print(f"{name:12s} MISSING ({type(exc).__name__}: {exc})")
 EOF
-step backends 60 "$PY" -c "import json; from engine.backends import registry; print(json.dumps(registry().report(), indent=2, default=str))"
+step backends 60 "$PY" -c "import json; from engine.compute.backends import registry; print(json.dumps(registry().report(), indent=2, default=str))"
 
 step gpu-tests 180 "$PY" -m pytest -m gpu -q -p no:cacheprovider --junitxml="$OUT_DIR/gpu-tests.xml" tests
 
@@ -101,10 +101,10 @@ per call from CUDA events, 200 calls after 30 warm-up calls, batch 1, the model'
 import json, sys, time
 import numpy as np
 import torch
-from engine.segment import DEFAULT_MODEL
+from engine.analysis.segment import DEFAULT_MODEL
 from models.manifest import load_manifest
 from models.network import InferenceModel
-from models.train import load_checkpoint
+from models.training.train import load_checkpoint
 
 manifest = load_manifest(DEFAULT_MODEL)
 net, _ = load_checkpoint(manifest.model_path.with_suffix(".pt"))
@@ -150,7 +150,7 @@ EOF
 
 bench e2e 150 e2e --frames 120 --fps 30 180 0 --out "$OUT_DIR"
 bench e2e-540 120 e2e --frames 540 --fps 180 --no-naive --out "$OUT_DIR"
-step build-engine 120 "$PY" -m engine.cli build-engine
+step build-engine 120 "$PY" -m engine.commands.cli build-engine
 bench model 90 model --repeats 100 --rounds 2 --no-save
 
 echo "total $(( $(date +%s) - START_S ))s; results in $OUT_DIR" | tee -a "$SUMMARY"

@@ -350,7 +350,7 @@ class ServerConfig(_Section):
         "octguide-results", doc="Folder for the case log and one results folder per pullback.")
     analysis: str = _text(
         "full", choices=("full", "metal"),
-        doc="Per-frame analysis stage: 'full' (engine.analyse: preprocess, segment, metal detection, "
+        doc="Per-frame analysis stage: 'full' (engine.analysis.analyse: preprocess, segment, metal detection, "
         "measure) or 'metal' (scan conversion and metal detection only: no model, no lumen).")  # fmt: skip
     workers: int = _integer(
         1, unit="threads", low=1, high=8,

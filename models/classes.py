@@ -1,6 +1,6 @@
 """What the segmentation network predicts: its pixel classes and its per-A-line outputs.
 
-The network works on the polar model grid (:class:`engine.preprocess.ModelGrid`): ``K`` model
+The network works on the polar model grid (:class:`models.grid.ModelGrid`): ``K`` model
 A-lines over 360 degrees by ``J`` depth samples from the catheter centre. It predicts
 
 * a class per pixel (:class:`TissueClass`, softmax over the classes),

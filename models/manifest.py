@@ -22,8 +22,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.preprocess import IntensityMapping, ModelGrid
 from models.classes import ALineOutput, TissueClass
+from models.grid import IntensityMapping, ModelGrid
 from streams.errors import OctguideError
 
 MANIFEST_SUFFIX = ".manifest.json"

@@ -4,7 +4,7 @@ Both take a model that passed :func:`models.manifest.load_manifest` (sha256 chec
 I/O they see against the manifest (:func:`models.manifest.check_signature`) when they open it,
 and run ``(B, 1, K, J)`` float32 batches to :class:`ModelOutputs`.
 
-Backends are found through the one backend registry (:mod:`engine.backends`): the
+Backends are found through the one backend registry (:mod:`engine.compute.backends`): the
 :data:`RUNTIMES` entries name the registry probes they require, :func:`select_runtime` asks the
 registry why an entry is not usable and either raises :class:`BackendUnavailableError` or, only
 when the caller's config names a fallback, logs the fallback as a warning.
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.backends import BackendRegistry, BackendUnavailableError, Implementation
+from engine.compute.backends import BackendRegistry, BackendUnavailableError, Implementation
 from models.manifest import Manifest, TensorSpec, check_signature
 from streams.errors import OctguideError
 

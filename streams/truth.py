@@ -73,7 +73,7 @@ class PullbackTruth:
         One per frame, in acquisition order.
     guidance : dict
         Pullback-level truth in the shape of ``pullback.json`` (mla, references, calcium, sizing,
-        stent), computed by :mod:`engine.rules` on the per-frame truth.
+        stent), computed by :mod:`engine.clinical.rules` on the per-frame truth.
     scenario : dict
         The scenario specification and seed that produced the pullback.
     """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.backends import registry
+from engine.compute.backends import registry
 
 GPU_LIBRARIES = ("cupy", "numba_cuda")
 

@@ -2,7 +2,7 @@
 
 ``--precision fp16|fp32`` builds and caches a TensorRT engine (GPU machines);
 ``--precision int8`` writes the ONNX Runtime int8 (static, QDQ) variant next to the model, with
-its own manifest (:mod:`models.quantize`).
+its own manifest (:mod:`models.training.quantize`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import json
 import time
 from pathlib import Path
 
-from engine.backends import BackendUnavailableError, registry
-from engine.segment import DEFAULT_MODEL
+from engine.analysis.segment import DEFAULT_MODEL
+from engine.compute.backends import BackendUnavailableError, registry
 from models.manifest import load_manifest
 from models.runtime import DEFAULT_ENGINE_CACHE, PRECISIONS, RUNTIMES, TRT_MAX_BATCH, build_engine
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = load_manifest(Path(args.model))
     start = time.perf_counter()
     if args.precision == "int8":
-        from models.quantize import quantize
+        from models.training.quantize import quantize
 
         backends.module("onnxruntime")
         variant = quantize(manifest, manifest.model_path.parent, "int8-static")

@@ -13,11 +13,11 @@ import time
 import uuid
 from pathlib import Path
 
-from streams.io import read_pullback
-from streams.phantom import SCENARIOS, generate_pullback
-from streams.protocol import PULLBACK_ID_PATTERN
+from engine.synthetic.phantom import SCENARIOS, generate_pullback
+from streams.files.io import read_pullback
 from streams.pullback import Pullback
-from streams.zmq_io import CurveClientKeys, FrameSender
+from streams.wire.protocol import PULLBACK_ID_PATTERN
+from streams.wire.zmq_io import CurveClientKeys, FrameSender
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

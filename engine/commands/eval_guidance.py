@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from streams.phantom import SCENARIOS
+from engine.synthetic.phantom import SCENARIOS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.evaluation import EVAL_SEED, evaluate
+    from engine.evaluation.guidance_accuracy import EVAL_SEED, evaluate
 
     def progress(name: str) -> None:
         if not args.json:

@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from engine.segment import DEFAULT_MODEL, Segmenter, SegmenterConfig
+from engine.analysis.segment import DEFAULT_MODEL, Segmenter, SegmenterConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,7 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.evaluate import CI_MARGINS, EVAL_SETS, TARGETS, bootstrap, check_targets, evaluate
+    from models.training.evaluate import (
+        CI_MARGINS,
+        EVAL_SETS,
+        TARGETS,
+        bootstrap,
+        check_targets,
+        evaluate,
+    )
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")

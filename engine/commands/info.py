@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from streams.io import read_pullback, sniff_format
+from streams.files.io import read_pullback, sniff_format
 from streams.pullback import Pullback
 
 # Summary fields printed first in the text report, with their units.
@@ -54,7 +54,7 @@ def describe(pullback: Pullback, path: Path, file_format: str) -> dict:
     path : Path
         The file it was read from.
     file_format : str
-        ``"dicom"`` or ``"native"``, as :func:`streams.io.sniff_format` says.
+        ``"dicom"`` or ``"native"``, as :func:`streams.files.io.sniff_format` says.
     """
     attributes = pullback.attributes
     return {

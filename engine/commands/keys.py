@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.security import SERVER_CERT, generate_keys
+from engine.realtime.security import SERVER_CERT, generate_keys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from streams.phantom import SCENARIOS, generate_pullback
+from engine.synthetic.phantom import SCENARIOS, generate_pullback
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,13 +61,13 @@ def run(args: argparse.Namespace) -> int:
         "truth": pb.truth.guidance,
     }
     if args.out:
-        from streams.io import write_pullback
+        from streams.files.io import write_pullback
 
         for path in args.out:
             write_pullback(pb, path)
         summary["written"] = [str(p) for p in args.out]
     if args.png is not None:
-        from engine.preview import write_previews
+        from engine.display.preview import write_previews
 
         summary["previews"] = [str(p) for p in write_previews(pb, args.png)]
     if args.json:

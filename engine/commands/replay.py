@@ -32,12 +32,12 @@ import numpy as np
 
 from engine.commands.console_sim import Progress, add_curve_arguments, curve_keys, phantom, wire_id
 from engine.commands.serve import add_config_arguments
-from engine.server import guidance_summary, percentile_summary
+from engine.realtime.results import guidance_summary, percentile_summary
+from engine.synthetic.phantom import SCENARIOS
 from streams.errors import OctguideError
-from streams.io import read_pullback
-from streams.phantom import SCENARIOS
+from streams.files.io import read_pullback
 from streams.pullback import Pullback
-from streams.zmq_io import ControlClient, CurveClientKeys, FrameSender
+from streams.wire.zmq_io import ControlClient, CurveClientKeys, FrameSender
 
 ENGINE_START_TIMEOUT_S = 120.0
 
@@ -94,7 +94,7 @@ class _ChildEngine:
 
     def start(self) -> str:
         endpoints_file = Path(self._tmp.name) / "endpoints.json"
-        command = [sys.executable, "-m", "engine.cli", "serve", "--endpoints-file", str(endpoints_file),
+        command = [sys.executable, "-m", "engine.commands.cli", "serve", "--endpoints-file", str(endpoints_file),
                    "--log-level", "WARNING"]
         if self.args.config:
             command += ["--config", str(self.args.config)]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Config, ConfigError, load_config
-from engine.server import Engine
+from engine.realtime.server import Engine
 
 log = logging.getLogger("octguide.serve")
 

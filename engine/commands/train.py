@@ -76,8 +76,8 @@ def _positive(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from models.export import export
-        from models.train import TrainConfig, load_checkpoint, train
+        from models.training.export import export
+        from models.training.train import TrainConfig, load_checkpoint, train
     except ImportError as exc:
         raise OctguideError(f"training needs the [train] extra (torch, onnx): {exc}") from None
     if not logging.getLogger().handlers:

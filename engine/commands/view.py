@@ -1,7 +1,7 @@
 """``octguide view [--engine ADDRESS] [--port 8080]``: the live browser viewer.
 
 Serves the cath-lab display page on localhost and bridges the engine's overlays to it over a
-WebSocket (:mod:`engine.viewer`, docs/viewer.md). ``--results DIR`` shows a finished replay's
+WebSocket (:mod:`engine.viewer.bridge`, docs/viewer.md). ``--results DIR`` shows a finished replay's
 results instead (``octguide replay --out DIR``), rebuilding images from the pullback it read.
 SIGINT/SIGTERM stop it.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from engine.commands.console_sim import add_curve_arguments, curve_keys
 from engine.commands.serve import add_config_arguments, build_config, write_endpoints
-from engine.viewer import ViewerBridge, results_source
+from engine.viewer.bridge import ViewerBridge, results_source
 
 log = logging.getLogger("octguide.view")
 

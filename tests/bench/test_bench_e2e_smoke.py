@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.cli import main
+from engine.commands.cli import main
 
 pytestmark = pytest.mark.timeout(120)
 

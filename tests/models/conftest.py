@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.backends import registry
-from engine.segment import DEFAULT_MODEL
+from engine.analysis.segment import DEFAULT_MODEL
+from engine.compute.backends import registry
 from models.manifest import manifest_path_for
 
 needs_onnxruntime = pytest.mark.skipif(

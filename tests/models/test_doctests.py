@@ -6,15 +6,15 @@ import doctest
 
 import pytest
 
-import engine.segment
+import engine.analysis.segment
 import models.manifest
 import models.runtime
-import models.targets
+import models.training.targets
 
 
 @pytest.mark.parametrize(
     "module",
-    [models.targets, models.manifest, models.runtime, engine.segment],
+    [models.training.targets, models.manifest, models.runtime, engine.analysis.segment],
     ids=lambda m: m.__name__,
 )
 def test_doctests_pass(module):

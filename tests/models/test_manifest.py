@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from engine.backends import registry
-from engine.segment import DEFAULT_MODEL, Segmenter, SegmenterConfig
+from engine.analysis.segment import DEFAULT_MODEL, Segmenter, SegmenterConfig
+from engine.compute.backends import registry
 from models.classes import ALineOutput, TissueClass
 from models.manifest import (
     ModelChecksumError,
@@ -91,7 +91,7 @@ INT8_MODEL = DEFAULT_MODEL.with_name("octseg.int8-static.onnx")
 
 
 def test_the_int8_variant_is_verified_derived_from_the_shipped_model_and_evaluated():
-    from models.evaluate import TARGETS, check_targets
+    from models.training.evaluate import TARGETS, check_targets
 
     variant = load_manifest(INT8_MODEL)
     assert variant.data["float_model_sha256"] == load_manifest(DEFAULT_MODEL).sha256
@@ -108,8 +108,8 @@ def test_the_int8_variant_agrees_with_the_float_model():
     float_model = OnnxRuntime(load_manifest(DEFAULT_MODEL), backends, {})
     int8_model = OnnxRuntime(load_manifest(INT8_MODEL), backends, {})
     grid = load_manifest(DEFAULT_MODEL).grid
-    from engine.preprocess import Preprocessor
-    from streams.phantom import generate_pullback
+    from engine.compute.preprocess import Preprocessor
+    from engine.synthetic.phantom import generate_pullback
 
     pb = generate_pullback("lipid-tcfa", seed=31337, n_frames=1, frame_pitch_mm=20.0)
     stage = Preprocessor(grid)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.backends import registry
-from engine.preprocess import ModelGrid
+from engine.compute.backends import registry
+from models.grid import ModelGrid
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from models.classes import N_ALINE_OUTPUTS, N_CLASSES
-from models.export import export, io_specs, to_onnx, torch_reference
 from models.network import NetworkConfig, SegNet
+from models.training.export import export, io_specs, to_onnx, torch_reference
 
 GRID = ModelGrid(64, 96, 2.0)
 

@@ -7,8 +7,8 @@ import logging
 import numpy as np
 import pytest
 
-from engine.backends import PROBES, BackendRegistry, BackendUnavailableError, registry
-from engine.segment import DEFAULT_MODEL, Segmenter, SegmenterConfig
+from engine.analysis.segment import DEFAULT_MODEL, Segmenter, SegmenterConfig
+from engine.compute.backends import PROBES, BackendRegistry, BackendUnavailableError, registry
 from models.manifest import load_manifest
 from models.runtime import (
     EngineNotBuiltError,

@@ -11,7 +11,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from streams.dicom import SOP_FOR_PRESENTATION, pullback_to_dataset, write_dicom
+from streams.files.dicom import SOP_FOR_PRESENTATION, pullback_to_dataset, write_dicom
 from streams.geometry import FrameGeometry
 from streams.pullback import Pullback
 

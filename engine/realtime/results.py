@@ -1,0 +1,89 @@
+"""Results on disk (docs/results.md): guidance over a finished pullback, the atomic results folder,
+and the summaries the case log and the replay report print."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.clinical.guidance import pullback_guidance
+from engine.config import GuidanceConfig
+from streams.wire.protocol import dumps
+
+
+def _guidance(records: list[dict], spacing: list[float], cfg: GuidanceConfig) -> dict:
+    """``pullback_guidance`` over a complete pullback; a pullback whose frames carry no lumen
+    (the metal-only stage, or every frame rejected) gets the same keys, null, and the reason."""
+    steps = spacing[: len(records)] or [0.0]
+    try:
+        return pullback_guidance(records, steps, cfg=cfg)
+    except ValueError as exc:
+        return {"n_frames": len(records), "frame_spacing_mm": float(np.mean(steps)), "mla": None,
+                "references": None, "calcium": None, "sizing": None, "stent": None,
+                "warnings": [f"no guidance: {exc}"]}
+
+
+def guidance_summary(pullback: dict) -> dict:
+    """The few numbers the case log and the replay summary show of a pullback.json."""
+    sizing, stent, mla, calcium = (pullback.get(k) or {} for k in ("sizing", "stent", "mla", "calcium"))
+    return {
+        "status": pullback.get("status"),
+        "n_frames": pullback.get("n_frames"),
+        "mla_frame": mla.get("frame"),
+        "mla_mm2": mla.get("area_mm2"),
+        "calcium_score": calcium.get("score"),
+        "stent_diameter_mm": sizing.get("diameter_mm"),
+        "stent_length_mm": sizing.get("length_mm"),
+        "expansion_pct": stent.get("expansion_pct"),
+        "expansion_class": stent.get("classification"),
+        "warnings": pullback.get("warnings", []),
+    }
+
+
+def write_results(root: Path, pullback_id: str, records: list[dict], pullback: dict) -> Path:
+    """Write ``root/<pullback_id>/{frames.jsonl,pullback.json}`` atomically.
+
+    Both files go to a hidden temporary folder beside the final one, are fsynced, and the folder
+    is renamed into place, so a reader (or a crash) sees either no folder or a complete one. An
+    existing folder (an interrupted run's) is replaced.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / pullback_id
+    partial = root / f".{pullback_id}.partial-{os.getpid()}-{threading.get_ident()}"
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir()
+    lines = b"".join(dumps(r) + b"\n" for r in records)
+    for name, data in (("frames.jsonl", lines), ("pullback.json", dumps(pullback) + b"\n")):
+        with open(partial / name, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    if final.exists():
+        stale = root / f".{pullback_id}.replaced-{time.time_ns()}"
+        final.rename(stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    partial.rename(final)
+    dir_fd = os.open(root, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return final
+
+
+def percentile_summary(values_ms: list[float] | np.ndarray) -> dict:
+    """p50/p99/p99.9/max of latencies (ms), the way docs/architecture.md reports them."""
+    v = np.asarray(values_ms, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return {"n": 0}
+    p = np.percentile(v, [50, 99, 99.9])
+    return {"n": int(v.size), "p50": round(float(p[0]), 3), "p99": round(float(p[1]), 3),
+            "p99.9": round(float(p[2]), 3), "max": round(float(v.max()), 3),
+            "mean": round(float(v.mean()), 3)}

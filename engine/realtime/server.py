@@ -1,0 +1,1116 @@
+"""The engine: frames in over ZeroMQ, overlays and guidance out, status and control, audit.
+
+Threads (each socket is used by exactly one thread; docs/architecture.md has the picture):
+
+* **I/O thread** - owns every socket: receives frames (PULL, ``copy=False``), decodes and
+  validates them (:mod:`streams.wire.protocol`), tracks each pullback, offers frames to the
+  :class:`~engine.realtime.scheduler.FrameScheduler`, publishes overlays, images and guidance (XPUB) and
+  heartbeats/events (PUB), answers control requests (ROUTER), watches connections (socket
+  monitors) and times out silent senders.
+* **worker threads** (``server.workers``, default 1) - each owns one analysis stage
+  (:class:`~engine.realtime.scheduler.AnalysisStage`), takes the next frame from the scheduler (live slot
+  first, backfill when idle), analyses it, builds the vector overlay and, if wanted, the
+  rendered image; results go back to the I/O thread through a queue plus an ``inproc`` wake-up.
+* **writer thread** - owns the SQLite case log (:mod:`engine.realtime.caselog`): commits frame records
+  in batches and only then acknowledges them, finalises pullbacks (guidance, results folder
+  written atomically) and recovers pullbacks a killed engine left open.
+
+Every frame the engine receives ends in exactly one counted fate: ``rejected`` (with a reason),
+``shown`` (analysed on the live lane and published as the live overlay), ``backfilled``
+(analysed later, published on the backfill topic), ``late`` (analysed on the live lane but a
+newer overlay went out first), ``failed`` (the stage raised: the record is ``rejected`` with
+the reason) or ``skipped`` (evicted at a limit, or the engine stopped before analysing it).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from engine import __version__
+from engine.analysis.stage import AnalysisStage
+from engine.analysis.stages import stage_factory
+from engine.compute.backends import registry
+from engine.compute.scan_convert import (
+    CartesianGrid,
+    DisplayOrientation,
+)
+from engine.config import Config
+from engine.display.overlay import build_overlay, burn_overlay, display_grey, lmode_cuts
+from engine.realtime.caselog import CaseLog
+from engine.realtime.results import _guidance, guidance_summary, write_results
+from engine.realtime.scheduler import FrameJob, FrameScheduler
+from engine.realtime.security import CurveServer, SecurityPolicy, decide
+from streams.errors import OctguideError
+from streams.geometry import FrameGeometry
+from streams.wire.protocol import (
+    LMODE_ANGLES_DEG,
+    PROTOCOL_VERSION,
+    PULLBACK_ID_PATTERN,
+    TOPIC_BACKFILL,
+    TOPIC_DISPLAY,
+    TOPIC_EVENT,
+    TOPIC_GUIDANCE,
+    TOPIC_HEARTBEAT,
+    TOPIC_IMAGE,
+    TOPIC_OVERLAY,
+    FrameHeader,
+    Limits,
+    ProtocolError,
+    decode_payload,
+    dumps,
+    frame_from_header,
+    loads,
+    unpack_header,
+)
+
+log = logging.getLogger(__name__)
+
+FRAME_BURST = 64  #: frames read per poll wake-up before results are handled again
+LATENCY_WINDOW = 2048  #: live end-to-end times kept for the heartbeat's percentiles
+RECENT_PULLBACKS = 64  #: finished pullbacks kept in memory for status queries
+WRITER_BATCH = 256  #: frame records committed per transaction at most
+_STOP = None  #: the writer queue's end marker
+CONTROL_COMMANDS = ("ping", "status", "config", "start_pullback", "stop_pullback", "pullback", "results")
+MONITOR_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                  | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+STRUT_STATES = ("apposed", "malapposed", "unknown")
+class EngineError(OctguideError):
+    """The engine could not start (a stage, the case log or a socket failed)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-pullback bookkeeping (I/O thread only)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PullbackState:
+    """What the I/O thread knows of one pullback.
+
+    States: ``open`` (accepting frames), ``ending`` (END seen, stopped, or the sender went
+    silent: waiting for outstanding frames), ``finalizing`` (handed to the writer), ``complete``
+    or ``incomplete``.
+    """
+
+    pullback_id: str
+    opened_monotonic: float
+    opened_unix: float
+    geometry: FrameGeometry | None = None
+    dtype_code: int = 0
+    frame_rate_hz: float = 0.0
+    n_frames_expected: int = 0
+    state: str = "open"
+    reason: str | None = None
+    end_index: int | None = None
+    highest: int = -1
+    seen: set = field(default_factory=set)
+    spacing_mm: dict = field(default_factory=dict)
+    position_mm: float = 0.0
+    outstanding: int = 0
+    last_frame_monotonic: float = 0.0
+    last_frame_unix: float = 0.0
+    last_shown: int = -1
+    logged: bool = False  #: the case log has its row
+    counts: dict = field(default_factory=lambda: {
+        "received": 0, "rejected": 0, "shown": 0, "backfilled": 0, "late": 0, "failed": 0,
+        "skipped": 0, "never_received": 0, "out_of_order": 0, "acknowledged": 0})
+    results_dir: str | None = None
+    guidance_delay_s: float | None = None
+
+    def admit(self, header: FrameHeader, max_frames: int) -> None:
+        """Check a frame against the pullback; raises :class:`ProtocolError` to reject it."""
+        index = header.frame_index
+        if self.state != "open" and not (self.state == "ending" and self.end_index is not None
+                                         and self.reason is None):
+            raise ProtocolError("finished_pullback", f"pullback {self.pullback_id} is {self.state}")
+        if index in self.seen:
+            raise ProtocolError("duplicate_frame", f"frame {index} of {self.pullback_id} was already received")
+        if self.end_index is not None and index > self.end_index:
+            raise ProtocolError("frame_after_end", f"frame {index} is after the END frame {self.end_index}")
+        if index >= max_frames:
+            raise ProtocolError("pullback_too_long", f"frame {index} exceeds max_frames_per_pullback={max_frames}")
+        geometry = header.geometry()
+        if self.geometry is not None and (geometry != self.geometry or header.dtype_code != self.dtype_code):
+            raise ProtocolError("geometry_changed", f"frame {index} geometry differs from the pullback's")
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine
+# ---------------------------------------------------------------------------------------------
+
+
+class Engine:
+    """The octguide engine (module docstring).
+
+    Parameters
+    ----------
+    config : Config
+        Validated configuration (``config.server`` for endpoints, limits, security).
+    make_stage : callable, optional
+        Builds one analysis stage per worker (default: :func:`stage_factory`).
+
+    Examples
+    --------
+    ``start()`` binds and returns the endpoints; ``stop()`` drains, flushes and closes::
+
+        engine = Engine(Config.from_dict({"server": {"frames_endpoint": "tcp://127.0.0.1:*"}}))
+        endpoints = engine.start()
+        ...
+        engine.stop()
+    """
+
+    def __init__(self, config: Config, make_stage: Callable[[], AnalysisStage] | None = None):
+        self.config = config
+        self.cfg = config.server
+        self.make_stage = make_stage or stage_factory(config)
+        self.config_hash = config.config_hash()
+        self.results_dir = Path(self.cfg.results_dir)
+        self.limits = Limits(max_payload_bytes=int(self.cfg.max_frame_mib * (1 << 20)))
+        self.scheduler = FrameScheduler(self.cfg.max_pending_frames,
+                                        int(self.cfg.max_pending_mib * (1 << 20)),
+                                        self.cfg.overload_policy)
+        self.endpoints: dict[str, str] = {}
+        self.policy: SecurityPolicy | None = None
+        self.stage_status: dict = {}
+        self.model: dict = {}
+        self.backends: dict = {}
+        self.fallbacks: list[str] = []
+        self.context: zmq.Context | None = None
+        self._curve: CurveServer | None = None
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._writes: queue.Queue = queue.Queue(maxsize=4 * self.cfg.max_pending_frames + 1024)
+        self._workers: list[threading.Thread] = []
+        self._io: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
+        self._io_ready = threading.Event()
+        self._writer_ready = threading.Event()
+        self._errors: list[BaseException] = []
+        self._phase = "new"  # new -> running -> draining -> closing -> stopped
+        self._image_wanted = False
+        self._display_wanted = False
+        self._wake_endpoint = f"inproc://octguide-wake-{id(self):x}"
+        self._started_monotonic = 0.0
+        # I/O-thread state
+        self._pullbacks: OrderedDict[str, PullbackState] = OrderedDict()
+        self._counters: dict[str, Any] = {
+            "received": 0, "accepted": 0, "rejected": {}, "shown": 0, "backfilled": 0, "late": 0,
+            "failed": 0, "skipped": {}, "never_received": 0, "acknowledged": 0,
+            "overlays_published": 0, "overlays_without_display": 0, "images_published": 0,
+            "guidance_published": 0, "control_requests": 0, "control_errors": 0,
+            "pullbacks_opened": 0, "pullbacks_complete": 0, "pullbacks_incomplete": 0,
+            "connections_accepted": 0, "connections_closed": 0, "auth_failures": 0,
+            "handshake_failures": 0,
+        }
+        self._latency = np.full(LATENCY_WINDOW, np.nan)
+        self._latency_n = 0
+        self._subscriptions: set[bytes] = set()
+        self._seq = 0
+        self._status_seq = 0
+        self._sock: dict[str, zmq.Socket] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> dict[str, str]:
+        """Start the writer, the workers (stages loaded and warmed up) and the I/O thread, in that
+        order, so no frame is accepted before it can be analysed and persisted.
+
+        Returns
+        -------
+        dict
+            ``{"frames", "overlay", "status", "control"}``: the bound endpoints (ports resolved).
+
+        Raises
+        ------
+        SecurityError, EngineError
+        """
+        cfg = self.cfg
+        endpoints = [cfg.frames_endpoint, cfg.overlay_endpoint, cfg.status_endpoint, cfg.control_endpoint]
+        self.policy = decide(endpoints, curve=cfg.curve, insecure=cfg.insecure)
+        self._started_monotonic = time.monotonic()
+        self.context = zmq.Context()
+        try:
+            if self.policy.mode == "curve":
+                self._curve = CurveServer(cfg.server_secret_key, cfg.authorized_clients)
+                self._curve.start(self.context)
+            self._writer = threading.Thread(target=self._writer_main, name="octguide-writer", daemon=True)
+            self._writer.start()
+            self._wait(self._writer_ready, "the case log")
+            stages_ready = [threading.Event() for _ in range(cfg.workers)]
+            for k, ready in enumerate(stages_ready):
+                worker = threading.Thread(target=self._worker_main, args=(k, ready),
+                                          name=f"octguide-worker-{k}", daemon=True)
+                self._workers.append(worker)
+                worker.start()
+            for ready in stages_ready:
+                self._wait(ready, "an analysis stage")
+            self.backends = registry().report()
+            self.fallbacks = [
+                f"{kind}: {d['preferred']} unavailable ({d['fallback_reason']}), using {d['selected']}"
+                for kind, d in self.backends["selected"].items() if d.get("fallback_reason")
+            ] + list(self.stage_status.get("fallbacks") or [])
+            self._phase = "running"
+            self._io = threading.Thread(target=self._io_main, name="octguide-io", daemon=True)
+            self._io.start()
+            self._wait(self._io_ready, "the sockets")
+        except BaseException:
+            self._phase = "closing"
+            self._shutdown_threads()
+            self._phase = "stopped"
+            raise
+        log.info("engine %s serving: %s (security: %s)", __version__, self.endpoints, self.policy.mode)
+        return dict(self.endpoints)
+
+    def _wait(self, event: threading.Event, what: str) -> None:
+        while not event.wait(0.05):
+            if self._errors:
+                break
+        if self._errors:
+            exc = self._errors[0]
+            if isinstance(exc, OctguideError):
+                raise exc
+            raise EngineError(f"{what} failed to start: {type(exc).__name__}: {exc}") from exc
+
+    def stop(self, drain_s: float | None = None) -> None:
+        """Stop reading frames, analyse what is pending for up to ``drain_s`` (default
+        ``server.stop_drain_s``), record the rest as skipped, close open pullbacks as incomplete,
+        flush the case log and results, close every socket."""
+        if self._phase in ("new", "stopped"):
+            return
+        self._phase = "draining"
+        self.scheduler.wait_idle(self.cfg.stop_drain_s if drain_s is None else drain_s)
+        leftovers = self.scheduler.drain()
+        if leftovers:
+            self._post(("skip", leftovers, "engine stopped before analysing it"))
+        self.scheduler.close()
+        for worker in self._workers:
+            worker.join()
+        self._phase = "closing"
+        self._shutdown_threads()
+        self._phase = "stopped"
+        log.info("engine stopped")
+
+    def _shutdown_threads(self) -> None:
+        self.scheduler.close()
+        for worker in self._workers:
+            worker.join(timeout=30)
+        if self._io is not None:
+            self._io.join(timeout=60)
+        else:
+            self._writes.put(_STOP)
+        if self._writer is not None:
+            self._writer.join(timeout=60)
+        if self._curve is not None:
+            self._curve.stop()
+        if self.context is not None:
+            self.context.destroy(linger=0)
+            self.context = None
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The first error that stopped a thread of the engine, if any (``serve`` exits on it)."""
+        return self._errors[0] if self._errors else None
+
+    def __enter__(self) -> Engine:  # noqa: PYI034 (Engine is not subclassed)
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- worker threads ----------------------------------------------------------------------------
+    def _worker_main(self, k: int, ready: threading.Event) -> None:
+        try:
+            stage = self.make_stage()
+            stage.start()
+        except BaseException as exc:  # noqa: BLE001 (re-raised by start() in the caller's thread)
+            self._errors.append(exc)
+            return
+        wake = None
+        try:
+            if k == 0:
+                self.stage_status = stage.status()
+                self.model = dict(self.stage_status.get("model") or {})
+            wake = self.context.socket(zmq.PUSH)
+            wake.linger = 0
+            wake.connect(self._wake_endpoint)
+            ready.set()
+            grid = CartesianGrid(self.cfg.image_size_px, self.cfg.image_fov_mm)
+            orientation = getattr(stage, "orientation", DisplayOrientation())
+            while True:
+                job = self.scheduler.take(timeout_s=0.25)
+                if job is None:
+                    if self.scheduler.closed:
+                        break
+                    continue
+                try:
+                    self._post(("result", job, self._analyse(stage, job, grid, orientation)))
+                finally:
+                    self.scheduler.done(job)
+                self._wake(wake)
+        finally:
+            if wake is not None:
+                wake.close()
+            stage.stop()
+
+    def _analyse(self, stage: AnalysisStage, job: FrameJob, grid: CartesianGrid,
+                 orientation: DisplayOrientation) -> dict:
+        """Run the stage on one frame; never raises (a failure becomes a rejected record)."""
+        frame = job.frame
+        queue_ms = (job.started_ns - job.received_ns) / 1e6
+        start = time.perf_counter()
+        try:
+            result = stage.process(frame)
+        except Exception as exc:  # noqa: BLE001 (the frame's fate: counted, reported, recorded)
+            log.warning("analysis of %s frame %d failed: %s: %s", frame.pullback_id, frame.index,
+                        type(exc).__name__, exc)
+            reason = f"analysis_error: {type(exc).__name__}: {exc}"[:500]
+            record = {"frame": frame.index, "status": "rejected", "reason": reason}
+            latency = {"queue": queue_ms, "analysis": (time.perf_counter() - start) * 1e3}
+            overlay = build_overlay(record, frame, grid, orientation, latency)
+            return {"record": record, "latency": latency, "overlay": dumps(overlay), "image": None,
+                    "grey": None, "lmode": None, "failed": True}
+        latency = {"queue": queue_ms, **result.latency_ms}
+        overlay = build_overlay(result.record, frame, grid, orientation, latency)
+        image = grey = lmode = None
+        image_wanted, display_wanted = self._image_wanted, self._display_wanted
+        if self.cfg.render_image and (image_wanted or display_wanted) and result.image is not None:
+            t = time.perf_counter()
+            grey = display_grey(result.image)
+            if image_wanted:
+                image = burn_overlay(grey, overlay)
+            if display_wanted:
+                lmode = lmode_cuts(grey)
+            latency["render"] = (time.perf_counter() - t) * 1e3
+        latency["analysis"] = (time.perf_counter() - start) * 1e3
+        overlay["latency_ms"] = {k: round(v, 3) for k, v in latency.items()}
+        return {"record": dict(result.record), "latency": latency, "overlay": dumps(overlay),
+                "image": image, "grey": grey if display_wanted else None, "lmode": lmode,
+                "failed": False}
+
+    def _post(self, item: tuple) -> None:
+        self._outbox.put(item)
+
+    # -- writer thread -----------------------------------------------------------------------------
+    def _writer_main(self) -> None:
+        caselog = CaseLog(self.results_dir / "caselog.sqlite")
+        wake = self.context.socket(zmq.PUSH)
+        wake.linger = 0
+        wake.connect(self._wake_endpoint)  # inproc: connecting before the I/O thread binds is fine
+        try:
+            caselog.open()
+            for pullback_id in caselog.interrupt_open("the engine stopped without closing it"):
+                self._export(caselog, pullback_id, "interrupted", [], None, {})
+                log.warning("pullback %s was left open by a previous run: marked interrupted", pullback_id)
+        except BaseException as exc:  # noqa: BLE001 (re-raised by start() in the caller's thread)
+            self._errors.append(exc)
+            caselog.close()
+            wake.close()
+            return
+        self._writer_ready.set()
+        held = None  # an item taken while batching frames, handled next
+        try:
+            while True:
+                item = held if held is not None else self._writes.get()
+                held = None
+                if item is _STOP:
+                    break
+                if item[0] == "frames":
+                    batch = [item]
+                    while len(batch) < WRITER_BATCH:
+                        try:
+                            held = self._writes.get_nowait()
+                        except queue.Empty:
+                            break
+                        if held is _STOP or held[0] != "frames":
+                            break
+                        batch.append(held)
+                        held = None
+                    self._commit_frames(caselog, batch)
+                else:
+                    self._write_one(caselog, item)
+                self._wake(wake)
+        except BaseException as exc:  # the case log failing is fatal for acknowledgement
+            log.exception("case log writer failed")
+            self._errors.append(exc)
+        finally:
+            caselog.close()
+            wake.close()
+
+    @staticmethod
+    def _wake(sock: zmq.Socket) -> None:
+        """Wake the I/O thread's poll (results or acknowledgements are in the outbox)."""
+        try:
+            sock.send(b"", zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # wake-ups are queued already
+
+    def _commit_frames(self, caselog: CaseLog, batch: list) -> None:
+        if not batch:
+            return
+        by_pullback: dict[str, list[dict]] = {}
+        for _, pullback_id, record in batch:
+            by_pullback.setdefault(pullback_id, []).append(record)
+        for pullback_id, records in by_pullback.items():
+            caselog.add_frames(pullback_id, records)
+            self._post(("ack", pullback_id, [r["frame"] for r in records]))
+
+    def _write_one(self, caselog: CaseLog, item: tuple) -> None:
+        kind = item[0]
+        if kind == "begin":
+            _, pullback_id, kwargs = item
+            caselog.begin_pullback(pullback_id, **kwargs)
+        elif kind == "finish":
+            _, pullback_id, state, reason, spacing, summary = item
+            result = self._export(caselog, pullback_id, state, spacing, reason, summary)
+            self._post(("finished", pullback_id, result))
+
+    def _export(self, caselog: CaseLog, pullback_id: str, state: str, spacing: list,
+                reason: str | None, summary: dict) -> dict:
+        """Compute the guidance (complete pullbacks) and write the results folder atomically."""
+        records = caselog.frame_records(pullback_id)
+        row = caselog.pullback(pullback_id) or {}
+        guidance = None
+        counts = summary.get("counts", {})
+        if state == "complete" and records:
+            guidance = _guidance(records, spacing, self.config.guidance)
+            unmeasured = {k: counts[k] for k in ("rejected", "failed", "skipped", "never_received")
+                          if counts.get(k)}
+            if unmeasured:
+                guidance["warnings"].append(
+                    f"{sum(unmeasured.values())} of {len(records)} frames have no measurement ("
+                    + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in unmeasured.items()) + ")")
+        ready_unix = time.time()
+        last = summary.get("last_frame_unix")
+        pullback = {
+            "pullback_id": pullback_id,
+            "status": state,
+            "reason": reason,
+            "model": row.get("model") or self.model,
+            "engine_version": row.get("engine_version") or __version__,
+            "config_hash": row.get("config_hash") or self.config_hash,
+            "counts": counts,
+            "timing": {
+                "opened_unix": row.get("opened_unix"),
+                "last_frame_received_unix": last,
+                "guidance_ready_unix": ready_unix,
+                "guidance_delay_s": round(ready_unix - last, 3) if last else None,
+            },
+            **(guidance or {"n_frames": len(records), "warnings": [
+                f"no guidance: the pullback is {state}" + (f" ({reason})" if reason else "")]}),
+        }
+        folder = write_results(self.results_dir / "pullbacks", pullback_id, records, pullback)
+        caselog.finish_pullback(pullback_id, state=state, counts=pullback["counts"],
+                                guidance_summary=guidance_summary(pullback), results_dir=str(folder),
+                                reason=reason)
+        return {"pullback": pullback, "results_dir": str(folder)}
+
+    # -- I/O thread --------------------------------------------------------------------------------
+    def _io_main(self) -> None:
+        ctx = self.context
+        cfg = self.cfg
+        sockets: list[zmq.Socket] = []
+        try:
+            def make(kind: int, endpoint: str, name: str) -> zmq.Socket:
+                sock = ctx.socket(kind)
+                sockets.append(sock)
+                sock.linger = 0
+                if self._curve is not None:
+                    self._curve.apply(sock)
+                return sock
+
+            wake = make(zmq.PULL, "", "wake")
+            wake.bind(self._wake_endpoint)
+            frames = make(zmq.PULL, cfg.frames_endpoint, "frames")
+            frames.rcvhwm = cfg.frames_hwm
+            frames.maxmsgsize = 2 * self.limits.max_payload_bytes
+            overlay = make(zmq.XPUB, cfg.overlay_endpoint, "overlay")
+            overlay.sndhwm = cfg.overlay_hwm
+            overlay.linger = 500
+            status = make(zmq.PUB, cfg.status_endpoint, "status")
+            status.sndhwm = cfg.status_hwm
+            status.linger = 500
+            control = make(zmq.ROUTER, cfg.control_endpoint, "control")
+            control.maxmsgsize = 1 << 20
+            control.router_mandatory = False
+            monitors = {frames.get_monitor_socket(MONITOR_EVENTS): "frames",
+                        control.get_monitor_socket(MONITOR_EVENTS): "control"}
+            sockets.extend(monitors)
+            for sock, endpoint, name in ((frames, cfg.frames_endpoint, "frames"),
+                                         (overlay, cfg.overlay_endpoint, "overlay"),
+                                         (status, cfg.status_endpoint, "status"),
+                                         (control, cfg.control_endpoint, "control")):
+                try:
+                    sock.bind(endpoint)
+                except zmq.ZMQError as exc:
+                    raise EngineError(f"cannot bind {name} endpoint {endpoint}: {exc}") from exc
+                self.endpoints[name] = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        except BaseException as exc:  # noqa: BLE001 (re-raised by start() in the caller's thread)
+            self._errors.append(exc)
+            for sock in sockets:
+                sock.close(0)
+            self._writes.put(_STOP)
+            return
+        self._sock = {"frames": frames, "overlay": overlay, "status": status, "control": control}
+        self._io_ready.set()
+        self._event("engine_started", endpoints=self.endpoints, security=self.policy.describe())
+        if self.policy.mode == "insecure":
+            self._event("insecure", detail="non-loopback endpoints without CurveZMQ (--insecure)",
+                        endpoints=list(self.policy.public_endpoints))
+        for fallback in self.fallbacks:
+            log.warning("backend fallback: %s", fallback)
+            self._event("fallback", detail=fallback)
+        try:
+            self._io_loop(frames, overlay, control, wake, monitors)
+        except BaseException as exc:
+            log.exception("engine I/O thread failed")
+            self._errors.append(exc)
+        finally:
+            self._io_close(sockets)
+
+    def _io_loop(self, frames, overlay, control, wake, monitors) -> None:
+        cfg = self.cfg
+        poller = zmq.Poller()
+        for sock in (overlay, control, wake, *monitors):
+            poller.register(sock, zmq.POLLIN)
+        reading = False
+        next_heartbeat = time.monotonic()
+        while True:
+            want_frames = self._phase == "running" and (
+                self.scheduler.policy == "skip" or self.scheduler.has_room())
+            if want_frames != reading:
+                if want_frames:
+                    poller.register(frames, zmq.POLLIN)
+                else:
+                    poller.unregister(frames)
+                reading = want_frames
+            events = dict(poller.poll(0 if not self._outbox.empty() else 50))
+            if frames in events:
+                self._read_frames(frames)
+            if wake in events:
+                while True:
+                    try:
+                        wake.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+            self._handle_outbox()
+            if control in events:
+                self._handle_control(control)
+            if overlay in events:
+                self._handle_subscriptions(overlay)
+            for monitor, name in monitors.items():
+                if monitor in events:
+                    self._handle_monitor(monitor, name)
+            now = time.monotonic()
+            self._check_pullbacks(now)
+            if now >= next_heartbeat:
+                self._heartbeat()
+                next_heartbeat = now + cfg.heartbeat_s
+            if self._phase == "closing":
+                self._close_pullbacks()
+                break
+
+    def _io_close(self, sockets: list) -> None:
+        """Flush: finish every pullback through the writer, publish what it returns, close."""
+        try:
+            self._writes.put(_STOP)
+            deadline = time.monotonic() + 60
+            while self._writer is not None and self._writer.is_alive() and time.monotonic() < deadline:
+                self._writer.join(timeout=0.02)
+                self._handle_outbox()
+            self._handle_outbox()
+            self._event("engine_stopped", counters=self._counter_snapshot())
+        finally:
+            for sock in sockets:
+                if sock.type in (zmq.PUB, zmq.XPUB):
+                    sock.close(linger=200)
+                else:
+                    sock.close(linger=0)
+
+    # frames ----------------------------------------------------------------------------------------
+    def _read_frames(self, sock: zmq.Socket) -> None:
+        for _ in range(FRAME_BURST):
+            if self.scheduler.policy == "block" and not self.scheduler.has_room():
+                return
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._intake(parts, time.perf_counter_ns())
+
+    def _intake(self, parts: list, received_ns: int) -> None:
+        c = self._counters
+        c["received"] += 1
+        try:
+            if len(parts) != 2:
+                raise ProtocolError("malformed_header",
+                                    f"{len(parts)} message parts, expected 2 (header, payload)")
+            header = unpack_header(parts[0].buffer)
+        except ProtocolError as exc:
+            self._reject(exc, None, None)
+            return
+        pb = self._pullbacks.get(header.pullback_id)
+        try:
+            if pb is None:
+                pb = self._open(header)
+            pb.admit(header, self.cfg.max_frames_per_pullback)
+        except ProtocolError as exc:
+            self._reject(exc, header, None)
+            return
+        index = header.frame_index
+        if pb.geometry is None:
+            self._describe(pb, header)
+        pb.seen.add(index)
+        pb.counts["received"] += 1
+        pb.spacing_mm[index] = header.step_mm
+        pb.last_frame_monotonic = time.monotonic()
+        pb.last_frame_unix = time.time()
+        if header.end_of_pullback:
+            pb.end_index = index
+            pb.state = "ending"
+        if index < pb.highest:
+            pb.counts["out_of_order"] += 1
+        elif index == pb.highest + 1:
+            pb.position_mm += header.step_mm if index else 0.0
+        else:
+            pb.position_mm = index * header.step_mm
+        pb.highest = max(pb.highest, index)
+        try:
+            pixels = decode_payload(header, parts[1], self.limits)
+        except ProtocolError as exc:
+            self._reject(exc, header, pb)
+            return
+        c["accepted"] += 1
+        frame = frame_from_header(header, pixels, pb.geometry, pb.position_mm)
+        pb.outstanding += 1
+        evicted = self.scheduler.offer(FrameJob(frame, received_ns, pixels.nbytes))
+        if evicted:
+            self._skip(evicted, "overload: pending frame limit reached (server.max_pending_*)")
+
+    def _open(self, header: FrameHeader) -> PullbackState:
+        """Open a pullback on its START frame; reject frames of pullbacks never opened."""
+        pid = header.pullback_id
+        if self._known_pullback(pid):
+            raise ProtocolError("finished_pullback", f"pullback {pid} has already been received")
+        if not header.start_of_pullback:
+            raise ProtocolError("unknown_pullback",
+                                f"pullback {pid} was never opened (no START frame or start_pullback)")
+        if sum(p.state in ("open", "ending") for p in self._pullbacks.values()) >= self.cfg.max_open_pullbacks:
+            raise ProtocolError("too_many_pullbacks",
+                                f"{self.cfg.max_open_pullbacks} pullbacks are open (server.max_open_pullbacks)")
+        return self._new_pullback(pid, header.n_frames)
+
+    def _new_pullback(self, pid: str, n_frames: int) -> PullbackState:
+        now = time.monotonic()
+        pb = PullbackState(pid, now, time.time(), n_frames_expected=n_frames, last_frame_monotonic=now)
+        self._pullbacks[pid] = pb
+        self._counters["pullbacks_opened"] += 1
+        self._trim_pullbacks()
+        self._event("pullback_opened", pullback_id=pid, n_frames=n_frames or None)
+        return pb
+
+    def _describe(self, pb: PullbackState, header: FrameHeader) -> None:
+        """The first frame of a pullback fixes its geometry and opens its case-log row."""
+        pb.geometry = header.geometry()
+        pb.dtype_code = header.dtype_code
+        pb.frame_rate_hz = header.frame_rate_hz
+        pb.n_frames_expected = pb.n_frames_expected or header.n_frames
+        geometry = {**{k: getattr(pb.geometry, k) for k in (
+            "n_alines", "n_samples", "aline_spacing_mm", "refractive_index", "refractive_index_applied",
+            "n_padded_alines", "rotation", "intensity")}, "dtype": str(header.dtype),
+            "frame_spacing_mm": header.step_mm, "pullback_rate_mm_s": header.pullback_rate_mm_s}
+        self._writes.put(("begin", pb.pullback_id, {
+            "geometry": geometry, "frame_rate_hz": header.frame_rate_hz,
+            "n_frames_expected": pb.n_frames_expected or None, "model": self.model,
+            "engine_version": __version__, "config_hash": self.config_hash,
+            "opened_unix": pb.opened_unix}))
+        pb.logged = True
+
+    def _known_pullback(self, pullback_id: str) -> bool:
+        """Whether the results folder of a pullback exists (finished by this or an earlier run)."""
+        return (self.results_dir / "pullbacks" / pullback_id).exists()
+
+    def _trim_pullbacks(self) -> None:
+        done = [pid for pid, p in self._pullbacks.items() if p.state in ("complete", "incomplete")]
+        for pid in done[: max(0, len(done) - RECENT_PULLBACKS)]:
+            del self._pullbacks[pid]
+
+    def _reject(self, exc: ProtocolError, header: FrameHeader | None, pb: PullbackState | None) -> None:
+        """Count a rejected frame, report it, and record its fate when its pullback is known."""
+        rejected = self._counters["rejected"]
+        rejected[exc.reason] = rejected.get(exc.reason, 0) + 1
+        pid = header.pullback_id if header is not None else None
+        index = header.frame_index if header is not None else None
+        self._event("rejected", reason=exc.reason, detail=exc.detail, pullback_id=pid, frame=index)
+        if pb is not None:
+            pb.counts["rejected"] += 1
+            self._record(pb, {"frame": index, "status": "rejected", "reason": f"{exc.reason}: {exc.detail}"})
+
+    def _skip(self, jobs: list[FrameJob], reason: str) -> None:
+        for job in jobs:
+            skipped = self._counters["skipped"]
+            key = reason.split(":")[0]
+            skipped[key] = skipped.get(key, 0) + 1
+            pb = self._pullbacks.get(job.frame.pullback_id)
+            if pb is None:
+                continue
+            pb.outstanding -= 1
+            pb.counts["skipped"] += 1
+            if self._phase != "running" and pb.reason is None:
+                pb.reason = "the engine stopped before analysing every frame"
+            self._record(pb, {"frame": job.frame.index, "status": "skipped", "reason": reason})
+            self._event("skipped", pullback_id=pb.pullback_id, frame=job.frame.index, reason=reason)
+
+    def _record(self, pb: PullbackState, record: dict) -> None:
+        """Hand a frame's final record to the writer, with its audit fields."""
+        record["pullback_id"] = pb.pullback_id
+        record["audit"] = self._audit()
+        if not pb.logged:  # a frame rejected before any frame described the pullback
+            return
+        self._writes.put(("frames", pb.pullback_id, record))
+
+    def _audit(self) -> dict:
+        return {"model": self.model, "engine_version": __version__, "config_hash": self.config_hash}
+
+    # results ---------------------------------------------------------------------------------------
+    def _handle_outbox(self) -> None:
+        while True:
+            try:
+                item = self._outbox.get_nowait()
+            except queue.Empty:
+                return
+            kind = item[0]
+            if kind == "result":
+                self._publish_result(item[1], item[2])
+            elif kind == "ack":
+                self._acknowledge(item[1], item[2])
+            elif kind == "finished":
+                self._finished(item[1], item[2])
+            elif kind == "skip":
+                self._skip(item[1], item[2])
+
+    def _publish_result(self, job: FrameJob, out: dict) -> None:
+        frame = job.frame
+        pb = self._pullbacks.get(frame.pullback_id)
+        record, latency = out["record"], out["latency"]
+        c = self._counters
+        if out["failed"]:
+            fate, topic = "failed", TOPIC_OVERLAY if job.lane == "live" else TOPIC_BACKFILL
+            rejected = c["rejected"]
+            rejected["analysis_error"] = rejected.get("analysis_error", 0) + 1
+            self._event("rejected", reason="analysis_error", detail=record["reason"],
+                        pullback_id=frame.pullback_id, frame=frame.index)
+        elif job.lane == "live" and pb is not None and frame.index > pb.last_shown:
+            fate, topic = "shown", TOPIC_OVERLAY
+        elif job.lane == "live":
+            fate, topic = "late", TOPIC_BACKFILL
+        else:
+            fate, topic = "backfilled", TOPIC_BACKFILL
+        if topic == TOPIC_OVERLAY and pb is not None:
+            pb.last_shown = max(pb.last_shown, frame.index)
+        envelope = self._envelope(frame.pullback_id, frame.index, job.lane, record.get("status"))
+        end_to_end_ms = (time.perf_counter_ns() - job.received_ns) / 1e6
+        envelope["end_to_end_ms"] = round(end_to_end_ms, 3)
+        parts = [out["overlay"]]
+        if out["lmode"] is not None:
+            envelope["lmode"] = {"angles_deg": list(LMODE_ANGLES_DEG),
+                                 "length_px": int(out["lmode"].shape[1]), "dtype": "uint8"}
+            parts.append(out["lmode"])
+        self._send(self._sock["overlay"], topic, [dumps(envelope), *parts])
+        envelope.pop("lmode", None)
+        if out["image"] is not None and topic == TOPIC_OVERLAY:
+            image = out["image"]
+            envelope["image"] = {"shape": list(image.shape), "dtype": "uint8", "colour": "BGR",
+                                 "fov_mm": self.cfg.image_fov_mm}
+            if self._send(self._sock["overlay"], TOPIC_IMAGE, [dumps(envelope), image]):
+                c["images_published"] += 1
+        if out["grey"] is not None:  # every lane: a display scrubbing back needs backfill frames too
+            grey = out["grey"]
+            envelope["image"] = {"shape": list(grey.shape), "dtype": "uint8", "colour": "GREY",
+                                 "fov_mm": self.cfg.image_fov_mm}
+            if self._send(self._sock["overlay"], TOPIC_DISPLAY, [dumps(envelope), grey]):
+                c["images_published"] += 1
+        if fate == "shown":
+            self._latency[self._latency_n % LATENCY_WINDOW] = end_to_end_ms
+            self._latency_n += 1
+        c[fate] += 1
+        if pb is None:
+            return
+        pb.outstanding -= 1
+        pb.counts[fate] += 1
+        latency["end_to_end"] = end_to_end_ms
+        record["latency_ms"] = {k: round(v, 3) for k, v in latency.items()}
+        record["lane"] = "live" if topic == TOPIC_OVERLAY else "backfill"
+        self._record(pb, record)
+
+    def _envelope(self, pullback_id: str, frame: int | None, lane: str | None, status: str | None) -> dict:
+        self._seq += 1
+        return {"v": PROTOCOL_VERSION, "seq": self._seq, "pullback_id": pullback_id, "frame": frame,
+                "lane": lane, "status": status, "sent_unix_ns": time.time_ns(), **self._audit()}
+
+    def _send(self, sock: zmq.Socket, topic: bytes, parts: list) -> bool:
+        """Publish without ever blocking; counts messages that no display subscribes to."""
+        subscribed = any(topic.startswith(s) for s in self._subscriptions)
+        overlay = topic in (TOPIC_OVERLAY, TOPIC_BACKFILL)
+        if not subscribed:
+            if overlay:
+                self._counters["overlays_without_display"] += 1
+            return False
+        try:
+            sock.send_multipart([topic, *parts], zmq.NOBLOCK, copy=False)
+        except zmq.Again:  # XPUB drops per subscriber at its HWM; this is the whole socket refusing
+            return False
+        if overlay:
+            self._counters["overlays_published"] += 1
+        return True
+
+    def _acknowledge(self, pullback_id: str, frames: list[int]) -> None:
+        self._counters["acknowledged"] += len(frames)
+        pb = self._pullbacks.get(pullback_id)
+        if pb is not None:
+            pb.counts["acknowledged"] += len(frames)
+        self._event("ack", pullback_id=pullback_id, frames=frames)
+
+    def _finished(self, pullback_id: str, result: dict) -> None:
+        pb = self._pullbacks.get(pullback_id)
+        pullback = result["pullback"]
+        if pb is not None:
+            pb.state = pullback["status"] if pullback["status"] in ("complete", "incomplete") else "incomplete"
+            pb.results_dir = result["results_dir"]
+            pb.guidance_delay_s = pullback["timing"]["guidance_delay_s"]
+        self._counters["pullbacks_complete" if pullback["status"] == "complete" else "pullbacks_incomplete"] += 1
+        envelope = self._envelope(pullback_id, None, None, pullback["status"])
+        if pullback["status"] == "complete":
+            self._counters["guidance_published"] += 1
+            self._send(self._sock["overlay"], TOPIC_GUIDANCE, [dumps(envelope), dumps(pullback)])
+        self._event(f"pullback_{pullback['status']}", pullback_id=pullback_id,
+                    results_dir=result["results_dir"], reason=pullback.get("reason"),
+                    guidance_delay_s=pullback["timing"]["guidance_delay_s"])
+        self._trim_pullbacks()
+
+    # pullback completion -----------------------------------------------------------------------------
+    def _check_pullbacks(self, now: float) -> None:
+        cfg = self.cfg
+        for pb in list(self._pullbacks.values()):
+            if pb.state == "open" and now - pb.last_frame_monotonic > cfg.pullback_idle_timeout_s:
+                silent = now - pb.last_frame_monotonic
+                pb.state = "ending"
+                pb.reason = (f"sender silent for {silent:.1f} s after frame {pb.highest} "
+                             "without an END frame")
+                self._event("sender_lost", pullback_id=pb.pullback_id, detail=pb.reason)
+            if pb.state != "ending" or pb.outstanding:
+                continue
+            last = pb.end_index if pb.end_index is not None else pb.highest
+            missing = [i for i in range(last + 1) if i not in pb.seen]
+            if missing and pb.reason is None and now - pb.last_frame_monotonic < cfg.end_grace_s:
+                continue
+            self._finalize(pb, "complete" if pb.reason is None else "incomplete", missing)
+
+    def _finalize(self, pb: PullbackState, state: str, missing: list[int]) -> None:
+        for index in missing:
+            pb.seen.add(index)
+            pb.counts["never_received"] += 1
+            self._counters["never_received"] += 1
+            self._record(pb, {"frame": index, "status": "rejected",
+                              "reason": "never received (missing between START and END)"})
+        pb.state = "finalizing"
+        if not pb.logged:  # opened but no frame ever arrived
+            pb.state = "incomplete"
+            self._counters["pullbacks_incomplete"] += 1
+            self._event("pullback_incomplete", pullback_id=pb.pullback_id, reason=pb.reason or "no frames")
+            return
+        last = max(pb.seen) if pb.seen else -1
+        spacing = [pb.spacing_mm.get(i, pb.spacing_mm.get(0, 0.0)) for i in range(last + 1)]
+        counts = {k: v for k, v in pb.counts.items() if k != "acknowledged"}  # still rising: a gauge
+        summary = {"counts": counts, "last_frame_unix": pb.last_frame_unix}
+        self._writes.put(("finish", pb.pullback_id, state, pb.reason, spacing, summary))
+
+    def _close_pullbacks(self) -> None:
+        """Engine closing: every pullback still open or ending is finished now."""
+        self._handle_outbox()
+        for pb in list(self._pullbacks.values()):
+            if pb.state in ("open", "ending"):
+                if pb.reason is None and (pb.state == "open" or pb.outstanding):
+                    pb.reason = "the engine stopped before the pullback ended"
+                last = pb.end_index if pb.end_index is not None else pb.highest
+                missing = [i for i in range(last + 1) if i not in pb.seen]
+                self._finalize(pb, "complete" if pb.reason is None else "incomplete", missing)
+
+    # control ------------------------------------------------------------------------------------------
+    def _handle_control(self, sock: zmq.Socket) -> None:
+        while True:
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._counters["control_requests"] += 1
+            # [identity, b"", request] from REQ or a DEALER that adds the delimiter (ControlClient);
+            # [identity, request] from a bare DEALER: the reply uses the same envelope.
+            split = 2 if len(parts) > 2 and parts[1] == b"" else 1
+            route, body = parts[:split], parts[split:]
+            request = None
+            try:
+                request = loads(body[0]) if len(body) == 1 else None
+                if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+                    raise TypeError("a request is one JSON object with a string 'cmd'")
+                reply, extra = self._control(request)
+                reply = {"ok": True, **reply}
+            except (ValueError, TypeError, OSError) as exc:
+                self._counters["control_errors"] += 1
+                reply, extra = {"ok": False, "error": str(exc)}, []
+            reply["id"] = request.get("id") if isinstance(request, dict) else None
+            sock.send_multipart([*route, dumps(reply), *extra])
+
+    def _control(self, request: dict) -> tuple[dict, list]:
+        cmd = request["cmd"]
+        if cmd not in CONTROL_COMMANDS:
+            raise ValueError(f"unknown command {cmd!r}; known: {', '.join(CONTROL_COMMANDS)}")
+        if cmd == "ping":
+            return {"pong": time.time()}, []
+        if cmd == "status":
+            return self._status_message(), []
+        if cmd == "config":
+            return {"config": self.config.to_dict(), "config_hash": self.config_hash}, []
+        pid = request.get("pullback_id")
+        if not isinstance(pid, str) or not pid:
+            raise ValueError(f"{cmd!r} needs a 'pullback_id'")
+        if cmd == "start_pullback":
+            if pid in self._pullbacks or self._known_pullback(pid):
+                raise ValueError(f"pullback {pid} already exists")
+            if not PULLBACK_ID_PATTERN.fullmatch(pid):
+                raise ValueError(f"pullback id {pid!r} must match {PULLBACK_ID_PATTERN.pattern}")
+            n_frames = request.get("n_frames") or 0
+            self._new_pullback(pid, int(n_frames))
+            return {"pullback": self._pullback_status(self._pullbacks[pid])}, []
+        pb = self._pullbacks.get(pid)
+        if cmd == "stop_pullback":
+            if pb is None or pb.state not in ("open", "ending"):
+                raise ValueError(f"pullback {pid} is not open")
+            if pb.end_index is None:
+                pb.end_index = pb.highest
+            pb.state = "ending"
+            self._event("pullback_stopped", pullback_id=pid, end_index=pb.end_index)
+            return {"pullback": self._pullback_status(pb)}, []
+        if cmd == "pullback":
+            if pb is None:
+                if not self._known_pullback(pid):
+                    raise ValueError(f"unknown pullback {pid}")
+                return {"pullback": {"pullback_id": pid, "state": "finished", "results_dir":
+                                     str(self.results_dir / "pullbacks" / pid)}}, []
+            return {"pullback": self._pullback_status(pb)}, []
+        if cmd == "results":
+            folder = self.results_dir / "pullbacks" / pid
+            if pb is not None and pb.state not in ("complete", "incomplete"):
+                raise ValueError(f"pullback {pid} is {pb.state}: results are written when it finishes")
+            if not folder.is_dir():
+                raise ValueError(f"no results for pullback {pid}")
+            return ({"pullback_id": pid, "results_dir": str(folder),
+                     "parts": ["pullback.json", "frames.jsonl"]},
+                    [(folder / "pullback.json").read_bytes(), (folder / "frames.jsonl").read_bytes()])
+        raise AssertionError(cmd)  # every command in CONTROL_COMMANDS is handled above
+
+    def _pullback_status(self, pb: PullbackState) -> dict:
+        analysed = sum(pb.counts[k] for k in ("shown", "backfilled", "late", "failed"))
+        return {"pullback_id": pb.pullback_id, "state": pb.state, "reason": pb.reason,
+                "n_frames_expected": pb.n_frames_expected or None, "end_index": pb.end_index,
+                "highest": pb.highest, "outstanding": pb.outstanding, "analysed": analysed,
+                **pb.counts, "results_dir": pb.results_dir, "guidance_delay_s": pb.guidance_delay_s}
+
+    # status ---------------------------------------------------------------------------------------------
+    def _handle_subscriptions(self, sock: zmq.Socket) -> None:
+        while True:
+            try:
+                message = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if message[:1] == b"\x01":
+                self._subscriptions.add(message[1:])
+            elif message[:1] == b"\x00":
+                self._subscriptions.discard(message[1:])
+        self._image_wanted = any(TOPIC_IMAGE.startswith(s) for s in self._subscriptions)
+        self._display_wanted = any(TOPIC_DISPLAY.startswith(s) for s in self._subscriptions)
+
+    def _handle_monitor(self, monitor: zmq.Socket, name: str) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            kind = event["event"]
+            if kind == zmq.EVENT_ACCEPTED:
+                key, what = "connections_accepted", "connected"
+            elif kind == zmq.EVENT_DISCONNECTED:
+                key, what = "connections_closed", "disconnected"
+            elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                key, what = "auth_failures", "authentication failed"
+            else:
+                key, what = "handshake_failures", "handshake failed"
+            self._counters[key] += 1
+            self._event("connection", socket=name, detail=what,
+                        endpoint=event["endpoint"].decode() if isinstance(event["endpoint"], bytes)
+                        else event["endpoint"])
+
+    def _event(self, event: str, **fields: Any) -> None:
+        sock = self._sock.get("status")
+        if sock is None:
+            return
+        self._status_seq += 1
+        message = {"v": PROTOCOL_VERSION, "seq": self._status_seq, "event": event,
+                   "unix_ns": time.time_ns(), **fields}
+        try:
+            sock.send_multipart([TOPIC_EVENT, dumps(message)], zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # PUB never blocks; a full pipe drops for that subscriber only
+
+    def _heartbeat(self) -> None:
+        self._status_seq += 1
+        message = {"v": PROTOCOL_VERSION, "seq": self._status_seq, "unix_ns": time.time_ns(),
+                   **self._status_message()}
+        try:
+            self._sock["status"].send_multipart([TOPIC_HEARTBEAT, dumps(message)], zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+    def _counter_snapshot(self) -> dict:
+        c = self._counters
+        return {**c, "rejected": dict(c["rejected"]), "skipped": dict(c["skipped"])}
+
+    def _status_message(self) -> dict:
+        window = self._latency[np.isfinite(self._latency)]
+        latency = None
+        if window.size:
+            p50, p99 = np.percentile(window, [50, 99])
+            latency = {"frames": int(window.size), "p50": round(float(p50), 3),
+                       "p99": round(float(p99), 3), "max": round(float(window.max()), 3)}
+        return {
+            "engine_version": __version__,
+            "protocol_version": PROTOCOL_VERSION,
+            "uptime_s": round(time.monotonic() - self._started_monotonic, 3),
+            "phase": self._phase,
+            "config_hash": self.config_hash,
+            "model": self.model,
+            "stage": self.stage_status,
+            "backends": self.backends,
+            "fallbacks": self.fallbacks,
+            "security": self.policy.describe() if self.policy else None,
+            "endpoints": self.endpoints,
+            "counters": self._counter_snapshot(),
+            "scheduler": self.scheduler.snapshot(),
+            "end_to_end_ms": latency,
+            "displays": sorted(s.decode("ascii", "replace") for s in self._subscriptions),
+            "pullbacks": {pid: self._pullback_status(pb) for pid, pb in self._pullbacks.items()
+                          if pb.state in ("open", "ending", "finalizing")},
+        }
+
+
+__all__ = ["Engine", "EngineError"]
