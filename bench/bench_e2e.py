@@ -55,9 +55,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from engine.commands.console_sim import wire_id
-from engine.commands.replay import _ChildEngine
 from engine.compute.benchmarking import machine_info, result_stem
+from engine.realtime.child import ChildEngine
+from engine.sources import wire_id
 from engine.synthetic.phantom import SCENARIOS, generate_pullback
 from streams.errors import OctguideError
 from streams.pullback import Pullback
@@ -315,7 +315,7 @@ def run_engine(pullback: Pullback, rates: list[float], render: bool, skip: int, 
     if render:
         overrides.append("server.render_image=true")
     with tempfile.TemporaryDirectory(prefix="octguide-bench-e2e-") as tmp:
-        child = _ChildEngine(argparse.Namespace(config=None, overrides=overrides), Path(tmp) / "engine",
+        child = ChildEngine(None, overrides, Path(tmp) / "engine",
                              block=False)
         started = time.perf_counter()
         try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from streams.errors import GeometryError
+from streams.intensity import IntensityScale
 
 ROTATIONS = ("CW", "CC")
 INTENSITY_RELATIONSHIPS = ("LOG", "LIN")
@@ -42,6 +43,9 @@ class FrameGeometry:
         Catheter Direction of Rotation (0052,0031): "CW" or "CC".
     intensity : str
         Pixel Intensity Relationship (0028,1040): "LOG" or "LIN".
+    intensity_scale : IntensityScale or None
+        How stored values map to dB (:mod:`streams.intensity`): from the file's Pixel Intensity
+        Relationship LUT or the console's header; None where the source states none.
     """
 
     n_alines: int
@@ -52,6 +56,7 @@ class FrameGeometry:
     n_padded_alines: int = 0
     rotation: str = "CW"
     intensity: str = "LOG"
+    intensity_scale: IntensityScale | None = None
 
     def __post_init__(self) -> None:
         if not 16 <= self.n_alines <= 8192:

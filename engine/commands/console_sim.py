@@ -8,15 +8,13 @@ and END flags - what a console vendor's implementation of docs/protocol.md does.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-import uuid
 from pathlib import Path
 
-from engine.synthetic.phantom import SCENARIOS, generate_pullback
+from engine.progress import Progress
+from engine.sources import phantom, wire_id
+from engine.synthetic.phantom import SCENARIOS
 from streams.files.io import read_pullback
-from streams.pullback import Pullback
-from streams.wire.protocol import PULLBACK_ID_PATTERN
 from streams.wire.zmq_io import CurveClientKeys, FrameSender
 
 
@@ -57,55 +55,6 @@ def curve_keys(args: argparse.Namespace) -> CurveClientKeys | None:
     if args.client_key is None or args.server_key is None:
         raise SystemExit("octguide: error: --client-key and --server-key go together")
     return CurveClientKeys.load(args.client_key, args.server_key)
-
-
-def phantom(scenario: str, seed: int, frames: int | None, alines: int, samples: int) -> Pullback:
-    """A phantom pullback at 180 frames/s (the OPTIS/Ultreon rate, DOMAIN.md section 1),
-    rendered with a progress bar."""
-    progress = Progress("rendering phantom")
-    pullback = generate_pullback(scenario, seed=seed, n_frames=frames, n_alines=alines,
-                                 n_samples=samples, frame_rate_hz=180.0, progress=progress.update)
-    progress.close()
-    return pullback
-
-
-def wire_id(pullback_id: str) -> str:
-    """A unique protocol pullback id derived from a source id (sending the same file twice makes
-    two pullbacks; the engine rejects a finished id).
-
-    >>> import re; bool(re.fullmatch(r"phantom-calcified-1\\.[0-9a-f]{8}", wire_id("phantom-calcified-1")))
-    True
-    """
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in pullback_id).lstrip("._-")
-    candidate = f"{safe[:48] or 'pullback'}.{uuid.uuid4().hex[:8]}"
-    assert PULLBACK_ID_PATTERN.fullmatch(candidate)
-    return candidate
-
-
-class Progress:
-    """A one-line progress bar on stderr (every 10% when stderr is not a terminal)."""
-
-    def __init__(self, label: str, width: int = 30):
-        self.label = label
-        self.width = width
-        self.tty = sys.stderr.isatty()
-        self.last_decile = -1
-        self.start = time.perf_counter()
-
-    def update(self, done: int, total: int, extra: str = "") -> None:
-        fraction = done / total if total else 1.0
-        if self.tty:
-            filled = int(self.width * fraction)
-            bar = "#" * filled + "-" * (self.width - filled)
-            print(f"\r{self.label} [{bar}] {done}/{total} {extra} "
-                  f"{time.perf_counter() - self.start:5.1f} s", end="", file=sys.stderr, flush=True)
-        elif int(fraction * 10) > self.last_decile:
-            self.last_decile = int(fraction * 10)
-            print(f"{self.label}: {done}/{total} {extra}", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.tty:
-            print(file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

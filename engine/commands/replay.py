@@ -21,25 +21,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from engine.commands.console_sim import Progress, add_curve_arguments, curve_keys, phantom, wire_id
+from engine.commands.console_sim import add_curve_arguments, curve_keys
 from engine.commands.serve import add_config_arguments
+from engine.progress import Progress
+from engine.realtime.child import ChildEngine
 from engine.realtime.results import guidance_summary, percentile_summary
+from engine.sources import open_pullback, wire_id
 from engine.synthetic.phantom import SCENARIOS
 from streams.errors import OctguideError
-from streams.files.io import read_pullback
 from streams.pullback import Pullback
 from streams.wire.zmq_io import ControlClient, CurveClientKeys, FrameSender
-
-ENGINE_START_TIMEOUT_S = 120.0
 
 
 class ReplayError(OctguideError):
@@ -69,66 +65,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_arguments(parser)
     add_curve_arguments(parser)
     parser.set_defaults(handler=run)
-
-
-def load(spec: str, frames: int | None, alines: int, samples: int) -> Pullback:
-    """The pullback a ``PULLBACK`` argument names."""
-    if spec.startswith("phantom:"):
-        name, _, seed = spec[len("phantom:"):].partition(":")
-        if name not in SCENARIOS:
-            raise ReplayError(f"unknown phantom scenario {name!r}; choose from {sorted(SCENARIOS)}")
-        return phantom(name, int(seed or 0), frames, alines, samples)
-    return read_pullback(spec)
-
-
-class _ChildEngine:
-    """``octguide serve`` in a child process on free loopback ports (a fresh interpreter: no
-    fork after a zmq.Context)."""
-
-    def __init__(self, args: argparse.Namespace, results_dir: Path, block: bool):
-        self.args = args
-        self.results_dir = results_dir
-        self.block = block
-        self.process: subprocess.Popen | None = None
-        self._tmp = tempfile.TemporaryDirectory(prefix="octguide-replay-")
-
-    def start(self) -> str:
-        endpoints_file = Path(self._tmp.name) / "endpoints.json"
-        command = [sys.executable, "-m", "engine.commands.cli", "serve", "--endpoints-file", str(endpoints_file),
-                   "--log-level", "WARNING"]
-        if self.args.config:
-            command += ["--config", str(self.args.config)]
-        defaults = {f"server.{name}_endpoint": "tcp://127.0.0.1:*"
-                    for name in ("frames", "overlay", "status", "control")}
-        defaults["server.results_dir"] = str(self.results_dir)
-        if self.block:
-            defaults["server.overload_policy"] = "block"
-        for key, value in defaults.items():
-            command += ["--set", f"{key}={json.dumps(value)}"]
-        for text in self.args.overrides:  # the user's --set wins over replay's defaults
-            command += ["--set", text]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
-            str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")])))
-        self.process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + ENGINE_START_TIMEOUT_S
-        while not endpoints_file.exists():
-            if self.process.poll() is not None:
-                raise ReplayError(f"the engine exited with status {self.process.returncode} while starting")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ReplayError(f"the engine did not start within {ENGINE_START_TIMEOUT_S:.0f} s")
-            time.sleep(0.05)
-        return json.loads(endpoints_file.read_text())["control"]
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._tmp.cleanup()
 
 
 def replay(pullback: Pullback, control_endpoint: str, out: Path, *, fps: float | None,
@@ -252,7 +188,7 @@ def write_replay_spec(args: argparse.Namespace, pullback_id: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    pullback = load(args.pullback, args.frames, args.alines, args.samples)
+    pullback = open_pullback(args.pullback, args.frames, args.alines, args.samples)
     fps = pullback.frame_rate_hz if args.rate == "realtime" else None
     curve = curve_keys(args)
     child = None
@@ -260,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         if args.engine:
             control = args.engine
         else:
-            child = _ChildEngine(args, args.out / "engine", block=args.rate == "max")
+            child = ChildEngine(args.config, args.overrides, args.out / "engine", block=args.rate == "max")
             control = child.start()
         summary = replay(pullback, control, args.out, fps=fps, timeout_s=args.timeout, curve=curve)
     finally:

@@ -39,6 +39,7 @@ from engine import __version__
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, ScanConverter
 from engine.config import Config
 from engine.display.overlay import build_overlay, display_grey, lmode_cuts, overlay_metrics
+from engine.sources import open_pullback
 from streams.errors import OctguideError
 from streams.pullback import Pullback
 from streams.wire.protocol import (
@@ -303,10 +304,8 @@ class ResultsSource:
 def load_replay_pullback(results_dir: Path, pullback_file: Path | None) -> Pullback | None:
     """The pullback a replay read: ``pullback_file``, else the one ``replay.json`` names
     (a file, or a phantom scenario rendered again from its seed); None when neither exists."""
-    from engine.commands.replay import load  # the replay's own loader: the same frames
-
     if pullback_file is not None:
-        return load(str(pullback_file), None, 500, 1000)
+        return open_pullback(str(pullback_file), None, 500, 1000)
     try:
         spec = json.loads((results_dir / "replay.json").read_text())
     except FileNotFoundError:
@@ -318,7 +317,7 @@ def load_replay_pullback(results_dir: Path, pullback_file: Path | None) -> Pullb
     if not source.startswith("phantom:") and not Path(source).is_file():
         log.warning("the replay's pullback %s is not here: no images", source)
         return None
-    return load(source, spec.get("frames"), int(spec.get("alines", 500)), int(spec.get("samples", 1000)))
+    return open_pullback(source, spec.get("frames"), int(spec.get("alines", 500)), int(spec.get("samples", 1000)))
 
 
 # ---------------------------------------------------------------------------------------------
