@@ -35,6 +35,7 @@ from streams.errors import (
     TruncatedFileError,
 )
 from streams.geometry import FrameGeometry
+from streams.intensity import IntensityScale
 from streams.pullback import Pullback
 from streams.truth import FrameTruth, PullbackTruth
 
@@ -59,6 +60,10 @@ def write_native(pullback: Pullback, path: str | os.PathLike) -> None:
             f.attrs["attributes"] = json.dumps(pullback.attributes)
             geometry = f.create_group("geometry")
             for key, value in asdict(pullback.geometry).items():
+                if key == "intensity_scale":
+                    if value is not None:  # stored as JSON: {db_per_count, offset_db, source}
+                        geometry.attrs[key] = json.dumps(value)
+                    continue
                 geometry.attrs[key] = value
             _frames_dataset(f, "frames", pullback.frames)
             for name in _PER_FRAME:
@@ -122,6 +127,13 @@ def _read(path: Path, f: h5py.File, load_truth: bool) -> Pullback:
     g = f["geometry"].attrs
     kwargs = {}
     for fld in fields(FrameGeometry):
+        if fld.name == "intensity_scale":
+            if fld.name in g:
+                try:
+                    kwargs[fld.name] = IntensityScale(**json.loads(g[fld.name]))
+                except (TypeError, ValueError) as exc:
+                    raise PullbackFileError(path, f"unreadable intensity scale: {exc}", "geometry/intensity_scale") from exc
+            continue
         if fld.name not in g:
             raise MissingAttributeError(path, "required geometry attribute is missing", f"geometry/{fld.name}")
         value = g[fld.name]
