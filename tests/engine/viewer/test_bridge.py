@@ -115,7 +115,10 @@ class PageClient:
     """What a page receives, decoded."""
 
     def __init__(self, url: str):
-        self._connection = connect(url, max_size=None)
+        # max_queue=None: buffer everything, so a test that does not read for a while (it waits on
+        # the browser) still answers the bridge's keepalive pings; with the default 16 the reader
+        # thread stops, the pongs go unread and the bridge drops this client (seen on slow CI).
+        self._connection = connect(url, max_size=None, max_queue=None)
         self.ws = self._connection.__enter__()  # websockets 17: a connection is a context manager
         self.messages: list[dict] = []
 
