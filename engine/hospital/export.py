@@ -1,0 +1,84 @@
+"""What a completed pullback leaves for the hospital: the SR and the key images, written
+beside its results (``DIR/dicom/``), ready for the outbox (:mod:`engine.hospital.outbox`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from engine.hospital.sr import ReportError, build_report
+from engine.hospital.source import SourceInstance
+from streams.pullback import Pullback
+
+
+def load_results(results_dir: str | os.PathLike) -> tuple[dict, list[dict]]:
+    """``pullback.json`` and the ``frames.jsonl`` records of a results folder.
+
+    Raises
+    ------
+    ReportError
+        A file is missing or is not the JSON docs/results.md describes (one line naming it).
+    """
+    folder = Path(results_dir)
+    try:
+        pullback = json.loads((folder / "pullback.json").read_text())
+        lines = (folder / "frames.jsonl").read_text().splitlines()
+    except OSError as exc:
+        raise ReportError(f"{folder}: cannot read the results ({exc.strerror or exc})") from exc
+    except ValueError as exc:
+        raise ReportError(f"{folder / 'pullback.json'}: not JSON ({exc})") from exc
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise ReportError(f"{folder / 'frames.jsonl'} line {number}: not JSON ({exc})") from exc
+        if not isinstance(record, dict) or not isinstance(record.get("frame"), int):
+            raise ReportError(f"{folder / 'frames.jsonl'} line {number}: no integer 'frame'")
+        records.append(record)
+    if not isinstance(pullback, dict):
+        raise ReportError(f"{folder / 'pullback.json'}: not a JSON object")
+    return pullback, records
+
+
+def source_instance(source: Any, pullback: dict) -> SourceInstance:
+    """The source instance for a report: a DICOM file's header, or a synthetic stand-in when
+    the pullback came without one (``None`` or a :class:`Pullback` read from another format)."""
+    if isinstance(source, (str, os.PathLike)):
+        return SourceInstance.from_file(source)
+    n_frames = int(pullback.get("n_frames") or 0)
+    rows = columns = 1
+    if isinstance(source, Pullback):
+        n_frames = len(source)
+        rows, columns = source.geometry.n_alines, source.geometry.n_samples
+    return SourceInstance.synthetic_for(str(pullback.get("pullback_id")), max(n_frames, 1), rows, columns)
+
+
+def save_dataset(dataset: Dataset, path: Path) -> Path:
+    """Write a DICOM file atomically (temporary name beside it, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(temp, "wb") as stream:
+            dataset.save_as(stream, enforce_file_format=True)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return path
+
+
+def write_report(results_dir: str | os.PathLike, source: Any, out: str | os.PathLike,
+                 key_images: list[Dataset] | None = None) -> Path:
+    """Build the SR of a results folder and write it to ``out``."""
+    pullback, records = load_results(results_dir)
+    instance = source_instance(source, pullback)
+    return save_dataset(build_report(pullback, records, instance, key_images=key_images or ()), Path(out))
