@@ -11,8 +11,10 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from engine.hospital.sr import ReportError, build_report
+from engine.hospital.key_images import build_key_images
 from engine.hospital.source import SourceInstance
+from engine.hospital.sr import ReportError, build_report
+from streams.files.io import read_pullback
 from streams.pullback import Pullback
 
 
@@ -82,3 +84,41 @@ def write_report(results_dir: str | os.PathLike, source: Any, out: str | os.Path
     pullback, records = load_results(results_dir)
     instance = source_instance(source, pullback)
     return save_dataset(build_report(pullback, records, instance, key_images=key_images or ()), Path(out))
+
+
+def write_pullback_dicom(results_dir: str | os.PathLike, source_dicom_or_None: Any,
+                         cfg: Any = None) -> list[Path]:
+    """Write the SR and the key images of a completed pullback into ``results_dir/dicom/``.
+
+    Called by the engine at pullback completion when ``[dicom] write_sr`` is set, by
+    ``octguide replay --sr`` and by ``octguide listen``.
+
+    Parameters
+    ----------
+    results_dir : path
+        The pullback's results folder (``pullback.json``, ``frames.jsonl``).
+    source_dicom_or_None : path, Pullback or None
+        The source IVOCT file (its header gives patient, study and the referenced instance; its
+        pixels the key images), an in-memory :class:`Pullback` (phantom: synthetic UIDs, key
+        images), or None (frames that came over the wire: synthetic UIDs, no key images).
+    cfg : Config or DicomConfig, optional
+        Unused for the files themselves; accepted so every caller passes its configuration.
+
+    Returns
+    -------
+    list of Path
+        ``[sr.dcm, key_1.dcm, ...]``, the SR first.
+    """
+    del cfg  # the report's content depends only on the results and the source
+    folder = Path(results_dir)
+    pullback, records = load_results(folder)
+    instance = source_instance(source_dicom_or_None, pullback)
+    pixels = source_dicom_or_None if isinstance(source_dicom_or_None, Pullback) else None
+    if isinstance(source_dicom_or_None, (str, os.PathLike)):
+        pixels = read_pullback(source_dicom_or_None)
+    key_images = build_key_images(pullback, records, pixels, instance) if pixels is not None else []
+    out = folder / "dicom"
+    paths = [save_dataset(build_report(pullback, records, instance, key_images=key_images),
+                          out / "sr.dcm")]
+    paths.extend(save_dataset(image, out / f"key_{n}.dcm") for n, image in enumerate(key_images, 1))
+    return paths

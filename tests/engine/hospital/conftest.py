@@ -14,7 +14,7 @@ MODEL = {"name": "octseg", "version": "1.0.1", "sha256": "29f56c1875ca0355530dcd
 CONFIG_HASH = "7ac71513da938a04d44e739c09134a4febf8d69eea336aea0ec0265beff1a006"
 
 
-def frame_record(index: int, status: str = "ok", stented: bool = False) -> dict:
+def frame_record(index: int, status: str = "ok", stented: bool = False, n_alines: int = N_ALINES) -> dict:
     if status != "ok":
         return {"frame": index, "status": status, "confidence": 0.2,
                 "reason": "residual blood" if status == "low_confidence" else "bad geometry",
@@ -26,9 +26,9 @@ def frame_record(index: int, status: str = "ok", stented: bool = False) -> dict:
     return {
         "frame": index, "status": "ok", "confidence": 0.97,
         "lumen": {"area_mm2": area, "min_diameter_mm": 2.5, "max_diameter_mm": 2.9,
-                  "mean_diameter_mm": 2.7 + 0.01 * index, "radius_mm": [1.3] * N_ALINES,
+                  "mean_diameter_mm": 2.7 + 0.01 * index, "radius_mm": [1.3] * n_alines,
                   "centroid_mm": [0.1, -0.2]},
-        "eel": {"radius_mm": [1.7] * N_ALINES, "visible_arc_deg": 300.0 - index,
+        "eel": {"radius_mm": [1.7] * n_alines, "visible_arc_deg": 300.0 - index,
                 "mean_diameter_mm": 3.4 if index % 2 == 0 else None},
         "plaque": [{"type": "calcium", "alines": [2, 5], "arc_deg": 90.0 + index,
                     "max_thickness_mm": 0.6, "min_cap_thickness_mm": None},
@@ -72,10 +72,10 @@ def pullback_result(pullback_id: str, stented: bool) -> dict:
         "relevant_length_mm": 0.4, "clinically_relevant": False}}
 
 
-def write_results(folder: Path, stented: bool) -> Path:
+def write_results(folder: Path, stented: bool, n_alines: int = N_ALINES) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     statuses = ["ok", "ok", "low_confidence", "ok", "ok", "rejected"]
-    records = [frame_record(i, s, stented) for i, s in enumerate(statuses)]
+    records = [frame_record(i, s, stented, n_alines) for i, s in enumerate(statuses)]
     (folder / "frames.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     pullback = pullback_result("stented-1" if stented else "calcified-1", stented)
     (folder / "pullback.json").write_text(json.dumps(pullback))
