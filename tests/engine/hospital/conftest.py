@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine.hospital.orthanc import orthanc  # noqa: F401  (the fixture)
+
 N_ALINES = 16
 
 MODEL = {"name": "octseg", "version": "1.0.1", "sha256": "29f56c1875ca0355530dcde9bff077aa8170b5215ef62784839d2295883fb160"}
