@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from engine.hospital.key_images import build_key_images
 from engine.hospital.source import SourceInstance
 from engine.hospital.sr import ReportError, build_report
-from streams.files.io import read_pullback
+from streams.files.io import read_pullback, sniff_format
 from streams.pullback import Pullback
 
 
@@ -122,3 +122,12 @@ def write_pullback_dicom(results_dir: str | os.PathLike, source_dicom_or_None: A
                           out / "sr.dcm")]
     paths.extend(save_dataset(image, out / f"key_{n}.dcm") for n, image in enumerate(key_images, 1))
     return paths
+
+
+def report_source(spec: str, pullback: Pullback) -> Any:
+    """What :func:`write_pullback_dicom` should take for a replayed ``PULLBACK`` argument: the
+    DICOM file itself (its patient, study and UIDs), else the in-memory pullback (phantom,
+    ``.oct.h5``: synthetic UIDs, key images from its frames)."""
+    if not spec.startswith("phantom:") and Path(spec).is_file() and sniff_format(spec) == "dicom":
+        return Path(spec)
+    return pullback
