@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.engine.hospital.e2e import numbers_match, run_end_to_end  # noqa: E402
-from tests.engine.hospital.orthanc import Orthanc  # noqa: E402
+from tests.engine.hospital.e2e import numbers_match, run_end_to_end
+from tests.engine.hospital.orthanc import Orthanc
 
 
 def main() -> int:

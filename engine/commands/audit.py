@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(to_json(rows))
     else:
         for row in rows:
-            when = dt.datetime.fromtimestamp(row["time_unix"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            when = dt.datetime.fromtimestamp(row["time_unix"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
             what = ", ".join(row["what"]) or "-"
             print(f"{when}Z  {row['event']:<8} {row['who']:<32} {row['result']:<24} {what}"
                   + (f"  ({row['detail']})" if row["detail"] else ""))

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Self
 
 EVENTS = ("receive", "reject", "analysis", "send", "failure")
 
@@ -54,7 +55,7 @@ class AuditLog:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> AuditLog:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

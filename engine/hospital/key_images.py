@@ -41,9 +41,9 @@ def key_frames(pullback: dict, records: Sequence[dict]) -> list[tuple[str, int]]
     for record in records:
         for strut in record.get("struts") or ():
             distance = strut.get("distance_to_lumen_um")
-            if strut.get("malapposed") is True and isinstance(distance, (int, float)):
-                if worst is None or distance > worst[0]:
-                    worst = (float(distance), int(record["frame"]))
+            if (strut.get("malapposed") is True and isinstance(distance, (int, float))
+                    and (worst is None or distance > worst[0])):
+                worst = (float(distance), int(record["frame"]))
     if worst is not None and stent:
         picks.append(("worst malapposition", worst[1]))
     seen: set[int] = set()

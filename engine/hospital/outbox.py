@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import pydicom
 from pydicom.errors import InvalidDicomError
@@ -119,7 +120,7 @@ class Outbox:
         if self._own_audit:
             self.audit.close()
 
-    def __enter__(self) -> Outbox:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -87,10 +87,9 @@ class Orthanc:
         return f"{ORTHANC_AE}@127.0.0.1:{self.dicom_port}"
 
     def start(self, timeout_s: float = 60.0) -> None:
-        log = open(self.folder / "orthanc.log", "ab")
-        self.process = subprocess.Popen([self.binary, str(self.folder / "orthanc.json")],
-                                        stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        with open(self.folder / "orthanc.log", "ab") as log:
+            self.process = subprocess.Popen([self.binary, str(self.folder / "orthanc.json")],
+                                            stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -10,7 +10,12 @@ from pynetdicom import AE
 
 from engine.hospital.audit import AuditLog
 from engine.hospital.config import DicomConfig
-from engine.hospital.scp import STATUS_CANNOT_UNDERSTAND, STATUS_NOT_IVOCT, ListenError, StorageService
+from engine.hospital.scp import (
+    STATUS_CANNOT_UNDERSTAND,
+    STATUS_NOT_IVOCT,
+    ListenError,
+    StorageService,
+)
 from engine.synthetic.phantom import generate_pullback
 from streams.files.dicom import SOP_FOR_PROCESSING, pullback_to_dataset, read_dicom
 
