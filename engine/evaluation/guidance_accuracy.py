@@ -86,7 +86,7 @@ class _Tally:
     bad_flagged: int = 0
     good_frames: int = 0
     good_flagged: int = 0
-    no_lumen_frames: int = 0  #: truth-ok frames the analysis gave no lumen (Dice unknown)
+    no_lumen_frames: int = 0  #: truth-ok frames the analysis gave no lumen (counted bad, Dice 0)
     truth_flagged: int = 0  #: frames the truth itself marks not ok (residual blood)
     truth_flagged_caught: int = 0
 
@@ -99,7 +99,8 @@ def _flagged(record: dict) -> bool:
 def tally_confidence(pb: Pullback, records: Sequence[dict], tally: _Tally) -> None:
     """Honest confidence: are badly analysed frames the flagged ones (issue 16 item 5)?
 
-    Of truth-ok frames with a lumen, those with Dice < :data:`BAD_FRAME_DICE` are bad; each is
+    Of truth-ok frames, those with Dice < :data:`BAD_FRAME_DICE` are bad (no lumen at all counts
+    as Dice 0); each is
     counted flagged when its record's status is not "ok" or it says ``low_confidence``. Frames
     the truth marks not ok (residual blood) are tallied separately.
     """
@@ -110,12 +111,13 @@ def tally_confidence(pb: Pullback, records: Sequence[dict], tally: _Tally) -> No
             tally.truth_flagged += 1
             tally.truth_flagged_caught += int(flagged)
             continue
-        if record.get("lumen") is None:
+        if record.get("lumen") is None:  # no lumen at all: Dice 0
             tally.no_lumen_frames += 1
-            continue
-        pred_r = np.array([np.nan if v is None else v for v in record["lumen"]["radius_mm"][:a]], dtype=float)
-        true_r = np.array(truth["lumen"]["radius_mm"][:a], dtype=float)
-        dice = lumen_dice(pred_r, true_r) if np.isfinite(pred_r).any() else 0.0
+            dice = 0.0
+        else:
+            pred_r = np.array([np.nan if v is None else v for v in record["lumen"]["radius_mm"][:a]], dtype=float)
+            true_r = np.array(truth["lumen"]["radius_mm"][:a], dtype=float)
+            dice = lumen_dice(pred_r, true_r) if np.isfinite(pred_r).any() else 0.0
         if dice < BAD_FRAME_DICE:
             tally.bad_frames += 1
             tally.bad_flagged += int(flagged)
