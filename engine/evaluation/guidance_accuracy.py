@@ -22,7 +22,7 @@ from engine.synthetic.phantom import SCENARIOS, generate_pullback
 from streams.pullback import Pullback
 
 #: Held-out acquisition geometry: not the phantom's 500 x 1000 default.
-EVAL_GEOMETRY = dict(n_alines=448, n_samples=900, ranging_depth_mm=5.8, refractive_index=1.36, z_offset_px=25)
+EVAL_GEOMETRY = {"n_alines": 448, "n_samples": 900, "ranging_depth_mm": 5.8, "refractive_index": 1.36, "z_offset_px": 25}
 EVAL_SEED = 9100
 SOURCES = ("phantom", "foreign")
 #: Lumen Dice below which a frame counts as badly analysed (honest-confidence metrics).

@@ -12,7 +12,13 @@ import numpy as np
 
 from engine.clinical import contours
 from engine.clinical.guidance import pullback_guidance
-from engine.clinical.measure import PolarGrid, arc_about_point_deg, measure_lumen, measure_plaque, measure_struts
+from engine.clinical.measure import (
+    PolarGrid,
+    arc_about_point_deg,
+    measure_lumen,
+    measure_plaque,
+    measure_struts,
+)
 from engine.config import GuidanceConfig
 from engine.synthetic.foreign.scenarios import SCENARIOS, ForeignScenario
 from streams.errors import GeometryError
@@ -220,7 +226,7 @@ def _render_frame(sc: ForeignScenario, z: float, k: int, geo: ForeignGeometry, c
                 continue
             struts_rows.append(row)
             struts_radius.append(rs)
-            half_rows = max(1, int(round(STRUT_HALF_WIDTH_MM / (rs * 2 * np.pi / a))))
+            half_rows = max(1, round(STRUT_HALF_WIDTH_MM / (rs * 2 * np.pi / a)))
             rows = (np.arange(-half_rows, half_rows + 1) + row) % a
             m = np.zeros(a, dtype=bool)
             m[rows] = True
@@ -248,7 +254,7 @@ def _render_frame(sc: ForeignScenario, z: float, k: int, geo: ForeignGeometry, c
     atten = np.where(shadow, atten * transmission[:, None], atten)
     focus = 1.0 / (1.0 + ((rr - 1.1) / 1.6) ** 2)
     signal = mu_b * atten * focus
-    corr = max(1, int(round(geo.speckle_corr_mm / sp)))
+    corr = max(1, round(geo.speckle_corr_mm / sp))
     sp_int = np.zeros((a, s), dtype=np.float32)
     for _ in range(geo.speckle_looks):
         re = _box(rng.standard_normal((a, s), dtype=np.float32), corr, 1)

@@ -107,3 +107,14 @@ def test_dicom_round_trip_keeps_scale(tmp_path, pullbacks):
     back = _round_trip(pb, tmp_path)
     assert back.geometry.intensity_scale is not None and back.geometry.intensity_scale.source == "dicom-lut"
     assert np.isclose(back.geometry.intensity_scale.db_per_count, pb.geometry.intensity_scale.db_per_count, rtol=1e-3)
+
+
+def test_source_spec():
+    from engine.synthetic.foreign import from_spec
+
+    pb = from_spec("foreign:foreign-lipid-tcfa:4", n_frames=2)
+    assert pb.truth.scenario == {"name": "foreign-lipid-tcfa", "seed": 4, "renderer": "foreign"}
+    with pytest.raises(GeometryError, match="unknown foreign scenario"):
+        from_spec("foreign:lipid")
+    with pytest.raises(GeometryError, match="not an integer"):
+        from_spec("foreign:foreign-lipid-tcfa:x")
