@@ -89,7 +89,7 @@ SCENARIOS: dict[str, ForeignScenario] = {
             stenosis_depth=0.3,
             ellipticity=0.18,
             catheter_offset_mm=0.75,
-            plaques=(Plaque("fibrous", 200.0, 120.0, 10.0, 20.0, 0.5),),
+            plaques=(Plaque("fibrous", 200.0, 170.0, 10.0, 20.0, 0.5),),
             blood=(3.0, 9.0),
             nurd_deg=14.0,
         ),
