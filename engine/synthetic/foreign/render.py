@@ -250,10 +250,10 @@ def _render_frame(sc: ForeignScenario, z: float, k: int, geo: ForeignGeometry, c
     ca = (labels == Label.CALCIUM)
     edge = ca ^ np.roll(ca, 1, axis=1)
     mu_b[edge | np.roll(edge, 1, axis=1)] += 0.9  # sharp calcium borders
-    atten = np.exp(-2.0 * np.cumsum(mu_t, axis=1) * sp)
+    atten = np.exp(np.float32(-2.0 * sp) * np.cumsum(mu_t, axis=1, dtype=np.float32))
     atten = np.where(shadow, atten * transmission[:, None], atten)
-    focus = 1.0 / (1.0 + ((rr - 1.1) / 1.6) ** 2)
-    signal = mu_b * atten * focus
+    focus = (1.0 / (1.0 + ((r - 1.1) / 1.6) ** 2)).astype(np.float32)
+    signal = (mu_b * atten * focus).astype(np.float32)
     corr = max(1, round(geo.speckle_corr_mm / sp))
     sp_int = np.zeros((a, s), dtype=np.float32)
     for _ in range(geo.speckle_looks):
@@ -266,13 +266,14 @@ def _render_frame(sc: ForeignScenario, z: float, k: int, geo: ForeignGeometry, c
         power += 10 ** (gain / 10) * np.exp(-0.5 * ((rr - ring_r) / 0.007) ** 2)
     if cath.ghost_radius_mm is not None:
         power += 10 ** (cath.ghost_gain_db / 10) * np.exp(-0.5 * ((rr - cath.ghost_radius_mm) / 0.006) ** 2)
-    for rows, rad, amp, sig in spikes:
-        power += np.where(rows[:, None], amp * np.exp(-0.5 * ((rr - rad[:, None]) / sig) ** 2), 0.0)
-    noise_pow = 10 ** (geo.noise_db / 10) * (1 + 0.6 * r / r[-1])
+    for rows, rad, amp, sig in spikes:  # only the rows a reflector covers
+        idx = np.flatnonzero(rows)
+        power[idx] += (amp * np.exp(-0.5 * ((rr - rad[idx, None]) / sig) ** 2)).astype(np.float32)
+    noise_amp = np.sqrt(10 ** (geo.noise_db / 10) * (1 + 0.6 * r / r[-1]) / 2).astype(np.float32)
     n_re = rng.standard_normal((a, s), dtype=np.float32)
     n_im = rng.standard_normal((a, s), dtype=np.float32)
     amp_sig = np.sqrt(power)
-    total = (amp_sig + n_re * np.sqrt(noise_pow / 2)) ** 2 + (n_im * np.sqrt(noise_pow / 2)) ** 2
+    total = (amp_sig + n_re * noise_amp) ** 2 + (n_im * noise_amp) ** 2
     db = 10 * np.log10(np.maximum(total, 1e-12))
     stored = np.clip(np.round((db - geo.offset_db) / fg.intensity_scale.db_per_count), 0, 65535).astype(np.uint16)
 
