@@ -317,3 +317,14 @@ def test_part_above_the_bound_is_dropped_by_libzmq_before_buffering():
     finally:
         push.close()
         pull.close()
+
+
+def test_n_frames_above_the_limit_is_absurd():
+    pixels = pixels_of()
+    raw = header_for(pixels, n_frames=4_294_967_295).pack()
+    with pytest.raises(ProtocolError) as info:
+        unpack_header(raw)
+    assert info.value.reason == "absurd_dimensions"
+    assert unpack_header(header_for(pixels, n_frames=20_000).pack()).n_frames == 20_000
+    with pytest.raises(ProtocolError):
+        decode_frame([header_for(pixels, n_frames=101).pack(), pixels], Limits(max_n_frames=100))
