@@ -151,6 +151,36 @@ class PullbackState:
 # ---------------------------------------------------------------------------------------------
 
 
+class FailureLog:
+    """Throttled logging of failed frames: the first ``first_n`` in full, then one line per
+    ``interval_s`` seconds saying how many more failed (thread-safe; workers share it)."""
+
+    def __init__(self, first_n: int = 10, interval_s: float = 10.0):
+        self.first_n = first_n
+        self.interval_s = interval_s
+        self.total = 0
+        self._suppressed = 0
+        self._last_s = 0.0
+        self._lock = threading.Lock()
+
+    def failed(self, pullback_id: str, index: int, exc: BaseException) -> None:
+        with self._lock:
+            self.total += 1
+            if self.total <= self.first_n:
+                log.warning("analysis of %s frame %d failed: %s: %s", pullback_id, index,
+                            type(exc).__name__, exc)
+                self._last_s = time.monotonic()
+                return
+            self._suppressed += 1
+            now = time.monotonic()
+            if now - self._last_s >= self.interval_s:
+                log.warning("%d more frames failed in the last %.0f s (latest: %s frame %d: %s: %s)",
+                            self._suppressed, now - self._last_s, pullback_id, index,
+                            type(exc).__name__, exc)
+                self._suppressed = 0
+                self._last_s = now
+
+
 class Engine:
     """The octguide engine (module docstring).
 
@@ -197,6 +227,7 @@ class Engine:
         self._io_ready = threading.Event()
         self._writer_ready = threading.Event()
         self._errors: list[BaseException] = []
+        self._failure_log = FailureLog()
         self._phase = "new"  # new -> running -> draining -> closing -> stopped
         self._image_wanted = False
         self._display_wanted = False
@@ -288,6 +319,8 @@ class Engine:
         if self._phase in ("new", "stopped"):
             return
         self._phase = "draining"
+        if self._errors:  # a dead thread: what is pending may never be analysed, do not wait on it
+            drain_s = 0.0
         self.scheduler.wait_idle(self.cfg.stop_drain_s if drain_s is None else drain_s)
         leftovers = self.scheduler.drain()
         if leftovers:
@@ -358,6 +391,9 @@ class Engine:
                 finally:
                     self.scheduler.done(job)
                 self._wake(wake)
+        except BaseException as exc:  # noqa: BLE001 (a dead worker stops the engine: serve exits on it)
+            log.error("engine worker %d died: %s: %s", k, type(exc).__name__, exc)
+            self._errors.append(EngineError(f"worker {k} died: {type(exc).__name__}: {exc}"))
         finally:
             if wake is not None:
                 wake.close()
@@ -365,21 +401,30 @@ class Engine:
 
     def _analyse(self, stage: AnalysisStage, job: FrameJob, grid: CartesianGrid,
                  orientation: DisplayOrientation) -> dict:
-        """Run the stage on one frame; never raises (a failure becomes a rejected record)."""
+        """Run the whole per-frame path (stage, overlay build, render, encoding) on one frame;
+        never raises: any exception becomes a ``failed`` frame whose record is rejected with
+        the reason (logged through :attr:`_failure_log`, throttled)."""
         frame = job.frame
         queue_ms = (job.started_ns - job.received_ns) / 1e6
         start = time.perf_counter()
         try:
-            result = stage.process(frame)
+            return self._analyse_frame(stage, job, grid, orientation, queue_ms, start)
         except Exception as exc:  # noqa: BLE001 (the frame's fate: counted, reported, recorded)
-            log.warning("analysis of %s frame %d failed: %s: %s", frame.pullback_id, frame.index,
-                        type(exc).__name__, exc)
+            self._failure_log.failed(frame.pullback_id, frame.index, exc)
             reason = f"analysis_error: {type(exc).__name__}: {exc}"[:500]
             record = {"frame": frame.index, "status": "rejected", "reason": reason}
             latency = {"queue": queue_ms, "analysis": (time.perf_counter() - start) * 1e3}
-            overlay = build_overlay(record, frame, grid, orientation, latency)
-            return {"record": record, "latency": latency, "overlay": dumps(overlay), "image": None,
+            try:
+                overlay = dumps(build_overlay(record, frame, grid, orientation, latency))
+            except Exception:  # noqa: BLE001 (the overlay build itself failed: a bare rejected overlay)
+                overlay = dumps({"frame": frame.index, "status": "rejected", "reason": reason})
+            return {"record": record, "latency": latency, "overlay": overlay, "image": None,
                     "grey": None, "lmode": None, "failed": True}
+
+    def _analyse_frame(self, stage: AnalysisStage, job: FrameJob, grid: CartesianGrid,
+                       orientation: DisplayOrientation, queue_ms: float, start: float) -> dict:
+        frame = job.frame
+        result = stage.process(frame)
         latency = {"queue": queue_ms, **result.latency_ms}
         overlay = build_overlay(result.record, frame, grid, orientation, latency)
         image = grey = lmode = None
@@ -1096,7 +1141,8 @@ class Engine:
             "engine_version": __version__,
             "protocol_version": PROTOCOL_VERSION,
             "uptime_s": round(time.monotonic() - self._started_monotonic, 3),
-            "phase": self._phase,
+            "phase": "failed" if self._errors and self._phase == "running" else self._phase,
+            "error": f"{type(self.failure).__name__}: {self.failure}" if self._errors else None,
             "config_hash": self.config_hash,
             "model": self.model,
             "stage": self.stage_status,
