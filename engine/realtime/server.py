@@ -30,6 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,13 @@ from engine.compute.scan_convert import (
 from engine.config import Config
 from engine.display.overlay import build_overlay, burn_overlay, display_grey, lmode_cuts
 from engine.realtime.caselog import CaseLog
+from engine.realtime.control import (
+    ControlRequest,
+    ControlRequestError,
+    parse_request,
+    results_folder,
+    safe_id,
+)
 from engine.realtime.results import _guidance, guidance_summary, write_results
 from engine.realtime.scheduler import FrameJob, FrameScheduler
 from engine.realtime.security import CurveServer, SecurityPolicy, decide
@@ -57,7 +65,6 @@ from streams.geometry import FrameGeometry
 from streams.wire.protocol import (
     LMODE_ANGLES_DEG,
     PROTOCOL_VERSION,
-    PULLBACK_ID_PATTERN,
     TOPIC_BACKFILL,
     TOPIC_DISPLAY,
     TOPIC_EVENT,
@@ -71,7 +78,6 @@ from streams.wire.protocol import (
     decode_payload,
     dumps,
     frame_from_header,
-    loads,
     unpack_header,
 )
 
@@ -82,7 +88,6 @@ LATENCY_WINDOW = 2048  #: live end-to-end times kept for the heartbeat's percent
 RECENT_PULLBACKS = 64  #: finished pullbacks kept in memory for status queries
 WRITER_BATCH = 256  #: frame records committed per transaction at most
 _STOP = None  #: the writer queue's end marker
-CONTROL_COMMANDS = ("ping", "status", "config", "start_pullback", "stop_pullback", "pullback", "results")
 MONITOR_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 STRUT_STATES = ("apposed", "malapposed", "unknown")
@@ -228,6 +233,7 @@ class Engine:
         self._writer_ready = threading.Event()
         self._errors: list[BaseException] = []
         self._failure_log = FailureLog()
+        self._readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octguide-results")
         self._phase = "new"  # new -> running -> draining -> closing -> stopped
         self._image_wanted = False
         self._display_wanted = False
@@ -335,6 +341,7 @@ class Engine:
 
     def _shutdown_threads(self) -> None:
         self.scheduler.close()
+        self._readers.shutdown(wait=True)
         for worker in self._workers:
             worker.join(timeout=30)
         if self._io is not None:
@@ -625,6 +632,7 @@ class Engine:
 
     def _io_loop(self, frames, overlay, control, wake, monitors) -> None:
         cfg = self.cfg
+        self._sock["control"] = control
         poller = zmq.Poller()
         for sock in (overlay, control, wake, *monitors):
             poller.register(sock, zmq.POLLIN)
@@ -843,6 +851,10 @@ class Engine:
                 self._finished(item[1], item[2])
             elif kind == "skip":
                 self._skip(item[1], item[2])
+            elif kind == "reply":  # a control reply prepared off the I/O thread
+                if not item[2]["ok"]:
+                    self._counters["control_errors"] += 1
+                self._sock["control"].send_multipart([*item[1], dumps(item[2]), *item[3]])
 
     def _publish_result(self, job: FrameJob, out: dict) -> None:
         frame = job.frame
@@ -993,6 +1005,9 @@ class Engine:
 
     # control ------------------------------------------------------------------------------------------
     def _handle_control(self, sock: zmq.Socket) -> None:
+        """Answer every waiting control request. Each is validated (engine/realtime/control.py)
+        before anything acts on it; any exception while handling one is an ``ok: false`` reply
+        with its reason, counted in ``control_errors`` (the I/O thread lives on)."""
         while True:
             try:
                 parts = sock.recv_multipart(zmq.NOBLOCK)
@@ -1003,39 +1018,70 @@ class Engine:
             # [identity, request] from a bare DEALER: the reply uses the same envelope.
             split = 2 if len(parts) > 2 and parts[1] == b"" else 1
             route, body = parts[:split], parts[split:]
-            request = None
+            request_id = None
             try:
-                request = loads(body[0]) if len(body) == 1 else None
-                if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-                    raise TypeError("a request is one JSON object with a string 'cmd'")
+                if len(body) != 1:
+                    raise ControlRequestError("a request is one message part of JSON")
+                request, _ = parse_request(bytes(body[0]), self.cfg.max_frames_per_pullback)
+                request_id = request.id
+                if request.cmd == "results":
+                    self._results_off_thread(route, request)
+                    continue
                 reply, extra = self._control(request)
                 reply = {"ok": True, **reply}
-            except (ValueError, TypeError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 (one bad request never ends the I/O thread)
                 self._counters["control_errors"] += 1
-                reply, extra = {"ok": False, "error": str(exc)}, []
-            reply["id"] = request.get("id") if isinstance(request, dict) else None
+                if request_id is None:
+                    request_id = safe_id(getattr(exc, "decoded", None))
+                text = str(exc) if isinstance(exc, (ValueError, TypeError, OSError)) else \
+                    f"internal error: {type(exc).__name__}: {exc}"
+                if not isinstance(exc, (ValueError, TypeError, OSError)):
+                    log.warning("control request failed: %s", text)
+                reply, extra = {"ok": False, "error": text[:500]}, []
+            reply["id"] = request_id
             sock.send_multipart([*route, dumps(reply), *extra])
 
-    def _control(self, request: dict) -> tuple[dict, list]:
-        cmd = request["cmd"]
-        if cmd not in CONTROL_COMMANDS:
-            raise ValueError(f"unknown command {cmd!r}; known: {', '.join(CONTROL_COMMANDS)}")
+    def _results_off_thread(self, route: list, request: ControlRequest) -> None:
+        """Check a ``results`` request here, read its files (possibly MBs) on a reader thread; the
+        reply goes out through the outbox on the I/O thread."""
+        pid = request.pullback_id
+        pb = self._pullbacks.get(pid)
+        if pb is not None and pb.state not in ("complete", "incomplete"):
+            raise ControlRequestError(f"pullback {pid} is {pb.state}: results are written when it finishes")
+        folder = results_folder(self.results_dir, pid)
+
+        def read() -> None:
+            try:
+                parts = [(folder / "pullback.json").read_bytes(), (folder / "frames.jsonl").read_bytes()]
+                reply = {"ok": True, "pullback_id": pid, "results_dir": str(folder),
+                         "parts": ["pullback.json", "frames.jsonl"], "id": request.id}
+            except OSError:
+                parts, reply = [], {"ok": False, "error": f"no results for pullback {pid}",
+                                    "id": request.id}
+            self._post(("reply", route, reply, parts))
+            wake = self.context.socket(zmq.PUSH)
+            wake.linger = 0
+            try:
+                wake.connect(self._wake_endpoint)
+                self._wake(wake)
+            finally:
+                wake.close()
+
+        self._readers.submit(read)
+
+    def _control(self, request: ControlRequest) -> tuple[dict, list]:
+        cmd = request.cmd
         if cmd == "ping":
             return {"pong": time.time()}, []
         if cmd == "status":
             return self._status_message(), []
         if cmd == "config":
             return {"config": self.config.to_dict(), "config_hash": self.config_hash}, []
-        pid = request.get("pullback_id")
-        if not isinstance(pid, str) or not pid:
-            raise ValueError(f"{cmd!r} needs a 'pullback_id'")
+        pid = request.pullback_id
         if cmd == "start_pullback":
             if pid in self._pullbacks or self._known_pullback(pid):
                 raise ValueError(f"pullback {pid} already exists")
-            if not PULLBACK_ID_PATTERN.fullmatch(pid):
-                raise ValueError(f"pullback id {pid!r} must match {PULLBACK_ID_PATTERN.pattern}")
-            n_frames = request.get("n_frames") or 0
-            self._new_pullback(pid, int(n_frames))
+            self._new_pullback(pid, request.n_frames or 0)
             return {"pullback": self._pullback_status(self._pullbacks[pid])}, []
         pb = self._pullbacks.get(pid)
         if cmd == "stop_pullback":
@@ -1053,15 +1099,6 @@ class Engine:
                 return {"pullback": {"pullback_id": pid, "state": "finished", "results_dir":
                                      str(self.results_dir / "pullbacks" / pid)}}, []
             return {"pullback": self._pullback_status(pb)}, []
-        if cmd == "results":
-            folder = self.results_dir / "pullbacks" / pid
-            if pb is not None and pb.state not in ("complete", "incomplete"):
-                raise ValueError(f"pullback {pid} is {pb.state}: results are written when it finishes")
-            if not folder.is_dir():
-                raise ValueError(f"no results for pullback {pid}")
-            return ({"pullback_id": pid, "results_dir": str(folder),
-                     "parts": ["pullback.json", "frames.jsonl"]},
-                    [(folder / "pullback.json").read_bytes(), (folder / "frames.jsonl").read_bytes()])
         raise AssertionError(cmd)  # every command in CONTROL_COMMANDS is handled above
 
     def _pullback_status(self, pb: PullbackState) -> dict:

@@ -628,7 +628,7 @@ def test_reject_reasons_reported_are_the_documented_ones():
 
 
 def test_an_overlay_build_that_raises_is_a_failed_frame_and_the_engine_keeps_serving(start_engine, monkeypatch):
-    import engine.realtime.server as server
+    from engine.realtime import server
 
     real = server.build_overlay
 
@@ -673,7 +673,7 @@ def test_a_worker_that_dies_stops_the_engine_with_its_reason(start_engine):
 def test_serve_exits_non_zero_when_a_worker_dies(tmp_path, monkeypatch):
     import argparse
 
-    import engine.commands.serve as serve
+    from engine.commands import serve
     from engine.realtime.server import Engine as RealEngine
 
     class DyingEngine(RealEngine):
