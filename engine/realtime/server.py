@@ -88,6 +88,7 @@ LATENCY_WINDOW = 2048  #: live end-to-end times kept for the heartbeat's percent
 RECENT_PULLBACKS = 64  #: finished pullbacks kept in memory for status queries
 WRITER_BATCH = 256  #: frame records committed per transaction at most
 _STOP = None  #: the writer queue's end marker
+INTERRUPTED_REASON = "the engine stopped without closing it"  #: of pullbacks a previous run left open
 MONITOR_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 STRUT_STATES = ("apposed", "malapposed", "unknown")
@@ -233,6 +234,8 @@ class Engine:
         self._writer_ready = threading.Event()
         self._errors: list[BaseException] = []
         self._failure_log = FailureLog()
+        self._known_ids: set[str] = set()  # every pullback id in the case log (I/O thread)
+        self._interrupted_ids: set[str] = set()  # left open by a previous run, marked interrupted
         self._readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octguide-results")
         self._phase = "new"  # new -> running -> draining -> closing -> stopped
         self._image_wanted = False
@@ -461,9 +464,12 @@ class Engine:
         wake.connect(self._wake_endpoint)  # inproc: connecting before the I/O thread binds is fine
         try:
             caselog.open()
-            for pullback_id in caselog.interrupt_open("the engine stopped without closing it"):
+            interrupted = caselog.interrupt_open(INTERRUPTED_REASON)
+            self._interrupted_ids = set(interrupted)
+            for pullback_id in interrupted:
                 self._export(caselog, pullback_id, "interrupted", [], None, {})
                 log.warning("pullback %s was left open by a previous run: marked interrupted", pullback_id)
+            self._known_ids = caselog.known_ids()  # read by the I/O thread only after this
         except BaseException as exc:  # noqa: BLE001 (re-raised by start() in the caller's thread)
             self._errors.append(exc)
             caselog.close()
@@ -633,6 +639,8 @@ class Engine:
     def _io_loop(self, frames, overlay, control, wake, monitors) -> None:
         cfg = self.cfg
         self._sock["control"] = control
+        for pid in sorted(self._interrupted_ids):
+            self._event("pullback_interrupted", pullback_id=pid, reason=INTERRUPTED_REASON)
         poller = zmq.Poller()
         for sock in (overlay, control, wake, *monitors):
             poller.register(sock, zmq.POLLIN)
@@ -767,6 +775,7 @@ class Engine:
         now = time.monotonic()
         pb = PullbackState(pid, now, time.time(), n_frames_expected=n_frames, last_frame_monotonic=now)
         self._pullbacks[pid] = pb
+        self._known_ids.add(pid)
         self._counters["pullbacks_opened"] += 1
         self._trim_pullbacks()
         self._event("pullback_opened", pullback_id=pid, n_frames=n_frames or None)
@@ -790,8 +799,10 @@ class Engine:
         pb.logged = True
 
     def _known_pullback(self, pullback_id: str) -> bool:
-        """Whether the results folder of a pullback exists (finished by this or an earlier run)."""
-        return (self.results_dir / "pullbacks" / pullback_id).exists()
+        """Whether a pullback was ever opened: the case log is the source of truth (a results
+        folder removed by hand does not make its id new again, which would break the case log's
+        UNIQUE pullback id); an existing results folder counts too."""
+        return pullback_id in self._known_ids or (self.results_dir / "pullbacks" / pullback_id).exists()
 
     def _trim_pullbacks(self) -> None:
         done = [pid for pid, p in self._pullbacks.items() if p.state in ("complete", "incomplete")]
@@ -1096,7 +1107,8 @@ class Engine:
             if pb is None:
                 if not self._known_pullback(pid):
                     raise ValueError(f"unknown pullback {pid}")
-                return {"pullback": {"pullback_id": pid, "state": "finished", "results_dir":
+                state = "interrupted" if pid in self._interrupted_ids else "finished"
+                return {"pullback": {"pullback_id": pid, "state": state, "results_dir":
                                      str(self.results_dir / "pullbacks" / pid)}}, []
             return {"pullback": self._pullback_status(pb)}, []
         raise AssertionError(cmd)  # every command in CONTROL_COMMANDS is handled above

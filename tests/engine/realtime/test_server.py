@@ -700,3 +700,31 @@ def test_serve_exits_non_zero_when_a_worker_dies(tmp_path, monkeypatch):
     started = time.monotonic()
     assert serve.run(args) == 1
     assert time.monotonic() - started < 20
+
+
+def test_a_finished_id_whose_results_folder_was_removed_is_rejected_not_a_crash(tmp_path):
+    import shutil
+
+    results = tmp_path / "results"
+    pullback = small_pullback(3)
+    h = Harness(Engine(engine_config(results), lambda: SlowMetal()), ())
+    try:
+        pid = h.send_pullback(pullback, fps=60.0)
+        assert h.wait_pullback(pid)["state"] == "complete"
+    finally:
+        h.close()
+    shutil.rmtree(results / "pullbacks" / pid)
+    h = Harness(Engine(engine_config(results), lambda: SlowMetal()), ())
+    try:
+        with pytest.raises(ControlError, match="already exists"):
+            h.control.request("start_pullback", pullback_id=pid)
+        h.send_pullback(pullback, pullback_id=pid, fps=60.0)
+        deadline = time.monotonic() + 10
+        while h.status_()["counters"]["rejected"].get("finished_pullback", 0) < 3:
+            assert time.monotonic() < deadline, h.status_()["counters"]
+            time.sleep(0.02)
+        status = h.status_()
+        assert status["phase"] == "running" and status["error"] is None
+        assert status["counters"]["pullbacks_opened"] == 0
+    finally:
+        h.close()
