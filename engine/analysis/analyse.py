@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.analysis.segment import Segmentation, Segmenter, SegmenterConfig
+from engine.analysis.sheath import SheathConfig
 from engine.analysis.struts import MetalDetection, MetalDetectorConfig, detect_metal
 from engine.clinical import contours, measure
 from engine.config import GuidanceConfig
@@ -232,11 +233,12 @@ class FrameAnalyser:
         segmenter: SegmenterConfig = SegmenterConfig(),
         metal: MetalDetectorConfig = MetalDetectorConfig(),
         analysis: AnalysisConfig = AnalysisConfig(),
+        sheath: SheathConfig = SheathConfig(),
     ):
         self.guidance = guidance or GuidanceConfig()
         self.metal_config = metal
         self.analysis = analysis
-        self.segmenter = Segmenter(segmenter)
+        self.segmenter = Segmenter(segmenter, sheath=sheath)
         self._previous_area: tuple[int, float] | None = None  # (frame index, lumen area mm2)
 
     def start(self, geometry: FrameGeometry | None = None) -> None:

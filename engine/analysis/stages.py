@@ -252,7 +252,10 @@ def stage_factory(config: Config, backends: BackendRegistry | None = None
     segmenter, choice = segmenter_settings(config.segment, backends)
     analysis = analyse.AnalysisConfig(min_confidence=config.analysis.min_confidence,
                                       min_stent_struts=config.analysis.min_stent_struts)
+    sheath = importlib.import_module("engine.analysis.sheath").SheathConfig(
+        catheter_outer_diameter_mm=config.analysis.catheter_outer_diameter_mm,
+        source="[analysis] catheter_outer_diameter_mm")
     return lambda: FullAnalysis(
         analyse.FrameAnalyser(guidance=config.guidance, segmenter=segmenter, metal=metal,
-                              analysis=analysis),
+                              analysis=analysis, sheath=sheath),
         grid, orientation, config.server.render_image, config.scan, choice)

@@ -101,7 +101,6 @@ def test_dicom_round_trip_keeps_pixels_and_geometry(tmp_path, pullbacks):
     assert np.allclose(back.frame_spacing_mm, pb.frame_spacing_mm)
 
 
-@pytest.mark.xfail(reason="streams.files.dicom.read_dicom does not yet fit the LUT into an IntensityScale", strict=True)
 def test_dicom_round_trip_keeps_scale(tmp_path, pullbacks):
     pb = pullbacks["foreign-stent-expanded"]
     back = _round_trip(pb, tmp_path)
