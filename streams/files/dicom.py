@@ -380,14 +380,17 @@ def _log_to_linear_lut(bits: int, scale: IntensityScale) -> Dataset:
 
     Stored value ``v`` maps to ``10 ** (scale.to_db(v) / 10)``, so a reader that fits
     ``10 * log10(LUT)`` recovers ``scale`` (:func:`_lut_intensity_scale`). Where that exceeds the
-    16-bit output, the whole LUT is shifted down (the offset is an arbitrary reference and does
-    not survive then; the dB per count does).
+    16-bit output, the whole LUT is shifted down; where its top lies so low that fewer than a
+    quarter of the entries would reach a resolvable output (>= 64), it is shifted up to the full
+    16-bit output. The offset is an arbitrary reference and does not survive a shift; the dB per
+    count does.
     """
     n_entries = 2**bits
     stored = np.arange(n_entries, dtype=np.float64)
     level_db = scale.to_db(stored)
     top_db = 10.0 * np.log10(65535.0)
-    if level_db[-1] > top_db:
+    resolvable_db = 10.0 * np.log10(_LUT_FIT_MIN_OUTPUT)
+    if level_db[-1] > top_db or np.mean(level_db >= resolvable_db) < 0.25:
         level_db = level_db - (level_db[-1] - top_db)
     linear = np.clip(10.0 ** (level_db / 10.0), 0.0, 65535.0)
     lut = Dataset()
