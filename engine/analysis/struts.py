@@ -123,14 +123,15 @@ def detect_metal(
         return MetalDetection(np.zeros(0, int), np.zeros(0), empty, empty)
     pixels, scale = _samples(frame.pixels[:a], g.intensity)
     # Levels from every 4th row and column of the search region: plenty for two percentiles.
-    sub = pixels[:, first:][::4, ::4].astype(np.float32) * np.float32(scale)
-    levels = np.percentile(sub, [50.0, 99.0])
+    # (On the stored values: scaling is monotonic, so order statistics and argmax are the same.)
+    levels = _percentiles(pixels[:, first:][::4, ::4], (50.0, 99.0)) * scale
     noise, tissue = float(levels[0]), float(levels[1])
     bright_level = tissue + cfg.peak_margin * (1.0 - tissue)
     shadow_level = noise + cfg.shadow_fraction * (tissue - noise)
-    peak_col, peak, metal, refined = _row_peaks(
-        pixels, np.float32(scale), first, np.float32(bright_level), np.float32(shadow_level),
-        int(round(cfg.shadow_start_mm / step)), SHADOW_BLOCK,
+    peak_col = np.argmax(pixels[:, first:], axis=1)  # NumPy's SIMD argmax: the one full pass
+    peak, metal, refined = _row_peaks(
+        pixels, np.float32(scale), first, peak_col, np.float32(bright_level),
+        np.float32(shadow_level), int(round(cfg.shadow_start_mm / step)), SHADOW_BLOCK,
     )
     metal = _close_circular(metal)  # a strut or wire edge may miss a row or two to speckle
     _saturated_centres(pixels, np.float32(scale), first, peak_col, metal, peak, np.float32(SATURATED), refined)
@@ -138,6 +139,22 @@ def detect_metal(
     is_strut, guidewire = _group(metal, peak_radius, cfg.max_step_mm, cfg.max_strut_width_mm)
     strut_rows = np.flatnonzero(is_strut)
     return MetalDetection(strut_rows.astype(int), peak_radius[strut_rows], guidewire, metal)
+
+
+def _percentiles(values: np.ndarray, q: tuple[float, ...]) -> np.ndarray:
+    """``np.percentile(values, q)`` (linear method) from one partial sort: the same order
+    statistics and interpolation without the general function's overhead (~4x faster here)."""
+    flat = values.ravel()
+    n = flat.size
+    virtual = np.asarray(q, dtype=np.float64) / 100.0 * (n - 1)
+    below = np.floor(virtual).astype(np.int64)
+    above = np.minimum(below + 1, n - 1)
+    ordered = np.partition(flat, np.unique(np.concatenate([below, above])))
+    low = ordered[below].astype(np.float64)
+    high = ordered[above].astype(np.float64)
+    gamma = virtual - below
+    diff = high - low
+    return np.where(gamma >= 0.5, high - diff * (1.0 - gamma), low + diff * gamma)
 
 
 def _samples(pixels: np.ndarray, intensity: str) -> tuple[np.ndarray, float]:
@@ -149,36 +166,30 @@ def _samples(pixels: np.ndarray, intensity: str) -> tuple[np.ndarray, float]:
 
 
 @numba.njit(cache=True)
-def _row_peaks(pixels, scale, first, bright_level, shadow_level, shadow_offset, block):
-    """Per row: peak column (first maximum from ``first``), peak value, metal flag (bright peak
-    and everything from ``shadow_offset`` samples behind it, in means of ``block`` samples, below
-    ``shadow_level``) and the refined peak column (parabola through the peak), all
-    in float32 on ``pixels * scale`` as the NumPy formulation computed them. The shadow is
-    read only on rows whose peak is bright, from the far end, stopping at the first bright block.
+def _row_peaks(pixels, scale, first, peak_col, bright_level, shadow_level, shadow_offset, block):
+    """Per row, given its peak column (from ``first``): peak value, metal flag (bright peak and
+    everything from ``shadow_offset`` samples behind it, in means of ``block`` samples, below
+    ``shadow_level``) and the refined peak column (parabola through the peak), all in float32 on
+    ``pixels * scale`` as the NumPy formulation computed them. The shadow is read only on rows
+    whose peak is bright, from the peak outward, stopping at the first bright block (tissue
+    behind a sheath ring or the wall surface ends the read within a few blocks).
     """
     a, n = pixels.shape
     width = n - first
     n_blocks = width // block
-    peak_col = np.zeros(a, dtype=np.int64)
     peak = np.zeros(a, dtype=np.float32)
     metal = np.zeros(a, dtype=np.bool_)
     refined = np.zeros(a, dtype=np.float64)
     inv_block = np.float32(block)
     for r in range(a):
-        best = np.float32(-1.0)
-        col = 0
-        for c in range(width):
-            v = np.float32(pixels[r, first + c]) * scale
-            if v > best:
-                best = v
-                col = c
-        peak_col[r] = col
+        col = peak_col[r]
+        best = np.float32(pixels[r, first + col]) * scale
         peak[r] = best
         start = -(-(col + shadow_offset) // block)
         is_metal = False
         if best >= bright_level and start < n_blocks - 1:
             is_metal = True
-            for b in range(n_blocks - 1, start - 1, -1):
+            for b in range(start, n_blocks):
                 total = np.float32(0.0)
                 for k in range(block):
                     total += np.float32(pixels[r, first + b * block + k]) * scale
@@ -195,7 +206,7 @@ def _row_peaks(pixels, scale, first, bright_level, shadow_level, shadow_offset, 
         if denom < 0:
             offset = min(max(np.float32(0.5) * (left - right) / denom, -0.5), 0.5)
         refined[r] = col + first + ((cc - col) + offset)
-    return peak_col, peak, metal, refined
+    return peak, metal, refined
 
 
 @numba.njit(cache=True)
@@ -296,8 +307,9 @@ def warm_up() -> None:
     """Compile (or load from the cache) the detector's kernels before the first frame."""
     for dtype in (np.uint16, np.float32):
         pixels = np.zeros((4, 64), dtype=dtype)
-        col, peak, metal, refined = _row_peaks(pixels, np.float32(1.0), 4, np.float32(0.5),
-                                               np.float32(0.1), 2, SHADOW_BLOCK)
+        col = np.argmax(pixels[:, 4:], axis=1)
+        peak, metal, refined = _row_peaks(pixels, np.float32(1.0), 4, col, np.float32(0.5),
+                                          np.float32(0.1), 2, SHADOW_BLOCK)
         _saturated_centres(pixels, np.float32(1.0), 4, col, metal, peak, np.float32(SATURATED), refined)
     flags = np.array([True, True, False, True])
     _group(_close_circular(flags), np.ones(4), 0.2, 0.2)

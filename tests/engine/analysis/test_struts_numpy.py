@@ -154,3 +154,12 @@ def test_compiled_detector_equals_numpy_with_saturated_struts_and_noise():
         new = detect_metal(test_frame)
         _assert_same(new, reference_detect_metal(test_frame))
         assert new.strut_rows.size >= 6
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 100, 30001])
+def test_percentiles_equal_numpy(n):
+    from engine.analysis.struts import _percentiles
+
+    values = np.random.default_rng(n).integers(0, 65535, n).astype(np.uint16)
+    q = (50.0, 99.0, 12.3, 0.0, 100.0)
+    np.testing.assert_array_equal(_percentiles(values, q), np.percentile(values, list(q)))
