@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numba
 import numpy as np
 
+from engine.clinical.levels import percentiles
 from models.grid import IntensityMapping, normalise_reference
 from streams.pullback import Frame
 
@@ -124,7 +125,7 @@ def detect_metal(
     pixels, scale = _samples(frame.pixels[:a], g.intensity)
     # Levels from every 4th row and column of the search region: plenty for two percentiles.
     # (On the stored values: scaling is monotonic, so order statistics and argmax are the same.)
-    levels = _percentiles(pixels[:, first:][::4, ::4], (50.0, 99.0)) * scale
+    levels = percentiles(pixels[:, first:][::4, ::4], (50.0, 99.0)) * scale
     noise, tissue = float(levels[0]), float(levels[1])
     bright_level = tissue + cfg.peak_margin * (1.0 - tissue)
     shadow_level = noise + cfg.shadow_fraction * (tissue - noise)
@@ -139,22 +140,6 @@ def detect_metal(
     is_strut, guidewire = _group(metal, peak_radius, cfg.max_step_mm, cfg.max_strut_width_mm)
     strut_rows = np.flatnonzero(is_strut)
     return MetalDetection(strut_rows.astype(int), peak_radius[strut_rows], guidewire, metal)
-
-
-def _percentiles(values: np.ndarray, q: tuple[float, ...]) -> np.ndarray:
-    """``np.percentile(values, q)`` (linear method) from one partial sort: the same order
-    statistics and interpolation without the general function's overhead (~4x faster here)."""
-    flat = values.ravel()
-    n = flat.size
-    virtual = np.asarray(q, dtype=np.float64) / 100.0 * (n - 1)
-    below = np.floor(virtual).astype(np.int64)
-    above = np.minimum(below + 1, n - 1)
-    ordered = np.partition(flat, np.unique(np.concatenate([below, above])))
-    low = ordered[below].astype(np.float64)
-    high = ordered[above].astype(np.float64)
-    gamma = virtual - below
-    diff = high - low
-    return np.where(gamma >= 0.5, high - diff * (1.0 - gamma), low + diff * gamma)
 
 
 def _samples(pixels: np.ndarray, intensity: str) -> tuple[np.ndarray, float]:

@@ -157,9 +157,10 @@ def test_compiled_detector_equals_numpy_with_saturated_struts_and_noise():
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 100, 30001])
-def test_percentiles_equal_numpy(n):
-    from engine.analysis.struts import _percentiles
+def test_levels_percentiles_equal_numpy(n):
+    from engine.clinical.levels import percentiles
 
-    values = np.random.default_rng(n).integers(0, 65535, n).astype(np.uint16)
-    q = (50.0, 99.0, 12.3, 0.0, 100.0)
-    np.testing.assert_array_equal(_percentiles(values, q), np.percentile(values, list(q)))
+    rng = np.random.default_rng(n)
+    q = (50.0, 99.0, 12.3, 0.0, 100.0, 60.0, 99.9)
+    for values in (rng.integers(0, 65535, n).astype(np.uint16), rng.random(n, dtype=np.float32) * 4e4):
+        np.testing.assert_array_equal(percentiles(values, q), np.percentile(values, list(q)))
