@@ -39,7 +39,8 @@ class MetalDetectorConfig:
         Search from here outward when no sheath was detected: inside the phantom catheter's
         sheath (~0.39-0.45 mm), so a guidewire lying on the sheath is still seen; the sheath's
         own rings are rejected by the shadow test (tissue lies behind them). With a detected
-        sheath the search starts at its outermost ring instead (:func:`search_start_mm`).
+        sheath the search starts at its outermost ring when that lies further in
+        (:func:`search_start_mm`).
     peak_margin : float
         A metal peak exceeds the frame's bright-tissue level (99th percentile) by this fraction of
         the way from that level to full scale.
@@ -87,10 +88,17 @@ class MetalDetection:
 
 def search_start_mm(sheath: SheathResult | None, cfg: MetalDetectorConfig) -> float:
     """Radius the metal search starts from, mm: the detected sheath's outermost ring (so a
-    guidewire lying on the sheath is still seen, and no ring inside it can be taken for metal),
-    else ``cfg.min_radius_mm``."""
+    guidewire lying on a smaller catheter's sheath is seen, and no ring inside it is searched),
+    but never beyond ``cfg.min_radius_mm`` (the start without a sheath).
+
+    The cap is there because a "ring" found outside the real sheath (a ghost line, or the
+    surface of a wire lying on the sheath along most A-lines) would otherwise hide a wire lying
+    on the real sheath: on the foreign renderer a ring detected at 0.55 mm around a 0.40 mm
+    sheath made the wire's flank read as two struts. Rings inside the start are harmless: tissue
+    lies behind them, so the shadow test rejects them.
+    """
     if sheath is not None and sheath.rings_mm:
-        return float(sheath.rings_mm[-1])
+        return min(float(sheath.rings_mm[-1]), cfg.min_radius_mm)
     return cfg.min_radius_mm
 
 
@@ -108,7 +116,8 @@ def detect_metal(
     cfg : MetalDetectorConfig
     sheath : SheathResult, optional
         The frame's detected sheath (``Segmentation.sheath``): the search starts at its outermost
-        ring (:func:`search_start_mm`); without it at ``cfg.min_radius_mm``.
+        ring, at most ``cfg.min_radius_mm`` (:func:`search_start_mm`); without it at
+        ``cfg.min_radius_mm``.
 
     One compiled pass per row finds the peak, its sub-sample position and, only on rows whose
     peak is bright enough to be metal, the shadow behind it; one more pass groups the metal rows

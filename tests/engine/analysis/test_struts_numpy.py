@@ -164,3 +164,35 @@ def test_levels_percentiles_equal_numpy(n):
     q = (50.0, 99.0, 12.3, 0.0, 100.0, 60.0, 99.9)
     for values in (rng.integers(0, 65535, n).astype(np.uint16), rng.random(n, dtype=np.float32) * 4e4):
         np.testing.assert_array_equal(percentiles(values, q), np.percentile(values, list(q)))
+
+
+def test_search_starts_at_the_sheath_but_never_beyond_the_default():
+    from engine.analysis.sheath import SheathResult
+    from engine.analysis.struts import search_start_mm
+
+    cfg = MetalDetectorConfig()
+
+    def sheath(rings):
+        return SheathResult(rings, rings[-1] + 0.02 if rings else float("nan"), 0.45, "ok", 0.0, "assumed")
+
+    assert search_start_mm(None, cfg) == cfg.min_radius_mm
+    assert search_start_mm(sheath(()), cfg) == cfg.min_radius_mm
+    assert search_start_mm(sheath((0.06, 0.21)), cfg) == pytest.approx(0.21)  # a small catheter
+    assert search_start_mm(sheath((0.24, 0.55)), cfg) == cfg.min_radius_mm  # a ring outside: capped
+
+
+def test_a_wire_on_a_small_catheter_is_seen_only_from_its_sheath():
+    """A bright peak with a full shadow at 0.3 mm: beyond a 0.21 mm sheath, inside 0.40 mm."""
+    from engine.analysis.sheath import SheathResult
+
+    pb = generate_pullback("calcified", seed=44, n_frames=1, n_alines=360, n_samples=600)
+    frame = pb.frame(0)
+    pixels = frame.pixels.copy()
+    col = int(np.searchsorted(frame.radius_mm(np.arange(pixels.shape[1])), 0.30))
+    rows = np.arange(100, 140)  # ~0.06 rad at 0.3 mm: 40 rows span ~0.2 mm, a wire
+    pixels[rows, col : col + 3] = 65535
+    pixels[rows, col + 3 :] = 300
+    wired = dataclasses.replace(frame, pixels=pixels)
+    small = SheathResult((0.06, 0.21), 0.23, 0.25, "mismatch", 0.0, "assumed")
+    assert detect_metal(wired, sheath=small).shadow_rows[rows].all()
+    assert not detect_metal(wired).shadow_rows[rows].any()
