@@ -647,12 +647,9 @@ def _ray_windows(
     centres. The segment, widened by ``reach``, bounds both the rays that can see the row and the
     distances along them.
     """
-    first_col = np.argmax(polar, axis=1)
-    rows = np.flatnonzero(polar[np.arange(polar.shape[0]), first_col])
+    rows, first_col, last_col = kernels.row_extents(polar)
     if rows.size == 0:
         return None
-    first_col = first_col[rows]
-    last_col = polar.shape[1] - 1 - np.argmax(polar[:, ::-1], axis=1)[rows]
     near = np.maximum(radius_axis[first_col], 0.0)
     far = np.maximum(radius_axis[last_col], 0.0)
     ux, uy = np.cos(angle_axis[rows]), np.sin(angle_axis[rows])
@@ -673,10 +670,9 @@ def _ray_windows(
     low = np.where(covers_centre, 0.0, low)
     segment, ray = _rays_in_intervals(low, width, n_rays)
     ray %= n_rays
-    t_low = np.full(n_rays, np.inf)
-    t_high = np.full(n_rays, -np.inf)
-    np.minimum.at(t_low, ray, np.maximum(closest - reach, 0.0)[segment])
-    np.maximum.at(t_high, ray, (farthest + reach)[segment])
+    t_low, t_high = kernels.scatter_min_max(
+        ray, np.maximum(closest - reach, 0.0), farthest + reach, segment, n_rays
+    )
     seen = np.isfinite(t_low)
     first_step = np.zeros(n_rays, dtype=np.int64)
     stop_step = np.zeros(n_rays, dtype=np.int64)

@@ -167,6 +167,51 @@ def circular_running_median(values, width):
     return out
 
 
+@numba.njit(cache=True)
+def row_extents(mask):
+    """Rows of a 2-D mask holding any True, and each one's first and last True column: one
+    pass from each end of every row, stopping at the first True."""
+    n_rows, n_cols = mask.shape
+    rows = np.empty(n_rows, dtype=np.int64)
+    first = np.empty(n_rows, dtype=np.int64)
+    last = np.empty(n_rows, dtype=np.int64)
+    count = 0
+    for r in range(n_rows):
+        c0 = -1
+        for c in range(n_cols):
+            if mask[r, c]:
+                c0 = c
+                break
+        if c0 < 0:
+            continue
+        c1 = c0
+        for c in range(n_cols - 1, c0, -1):
+            if mask[r, c]:
+                c1 = c
+                break
+        rows[count] = r
+        first[count] = c0
+        last[count] = c1
+        count += 1
+    return rows[:count], first[:count], last[:count]
+
+
+@numba.njit(cache=True)
+def scatter_min_max(index, low, high, segment, n):
+    """``t_low[index] = min(low[segment])`` and ``t_high[index] = max(high[segment])`` per
+    target (``np.minimum.at`` / ``np.maximum.at``); untouched targets stay +inf / -inf."""
+    t_low = np.full(n, np.inf)
+    t_high = np.full(n, -np.inf)
+    for q in range(index.size):
+        k = index[q]
+        s = segment[q]
+        if low[s] < t_low[k]:
+            t_low[k] = low[s]
+        if high[s] > t_high[k]:
+            t_high[k] = high[s]
+    return t_low, t_high
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel on tiny inputs, before the first frame."""
     t = np.linspace(0.0, _TWO_PI, 8, endpoint=False)
@@ -174,6 +219,8 @@ def warm_up() -> None:
     shoelace(x, y)
     radii_about_point(x, y, 0.0, 0.0, 8, 1e-9, 1e-9)
     circular_running_median(np.ones(8), 3)
+    row_extents(np.ones((2, 3), dtype=np.bool_))
+    scatter_min_max(np.zeros(2, dtype=np.int64), np.ones(2), np.ones(2), np.zeros(2, dtype=np.int64), 3)
     mask = np.ones(16, dtype=np.bool_)
     rays = np.arange(2, dtype=np.int64)
     steps = np.zeros(2, dtype=np.int64)
