@@ -59,6 +59,14 @@ def _old_frame_record(*args):
         analyse.contours, analyse.measure = new_contours, new_measure
 
 
+def _render_new(image, overlay, grey_out, bgr_out):
+    return burn_overlay(display_grey(image, out=grey_out), overlay, out=bgr_out)
+
+
+def _render_old(image, overlay):
+    return burn_overlay(_reference_grey(image), overlay)
+
+
 def _timed(fn, *args, **kwargs):
     w, c = time.perf_counter(), time.thread_time()
     result = fn(*args, **kwargs)
@@ -99,8 +107,8 @@ def run_benchmark(frames: int, repeats: int) -> dict:
                 new_rec, w3, c3 = _timed(frame_record, *args)
                 old_rec, w2, c2 = _timed(_old_frame_record, *args)
                 overlay = build_overlay(new_rec, frame, grid, orientation, {"segment": 1.0})
-                new_img, w5, c5 = _timed(lambda: burn_overlay(display_grey(image, out=grey_out), overlay, out=bgr_out))
-                old_img, w4, c4 = _timed(lambda: burn_overlay(_reference_grey(image), overlay))
+                new_img, w5, c5 = _timed(_render_new, image, overlay, grey_out, bgr_out)
+                old_img, w4, c4 = _timed(_render_old, image, overlay)
                 mismatches += int(not np.array_equal(np.sort(old_metal.strut_rows), new_metal.strut_rows))
                 mismatches += int(json.dumps(old_rec) != json.dumps(new_rec))
                 mismatches += int(not np.array_equal(old_img, new_img))

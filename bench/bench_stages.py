@@ -50,10 +50,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from engine.analysis import struts
 from engine.analysis.analyse import AnalysisConfig, frame_record
 from engine.analysis.segment import Segmenter, read_out
 from engine.analysis.stages import metal_settings, segmenter_settings
-from engine.analysis import struts
 from engine.analysis.struts import detect_metal
 from engine.clinical import kernels as clinical_kernels
 from engine.compute.benchmarking import machine_info

@@ -65,8 +65,8 @@ def radii_about_point(x, y, cx, cy, n_rays, ray_slack, edge_slack):
         total += sweep
         low = start if sweep >= 0.0 else start + sweep
         low_k = low / step
-        first = int(math.ceil(low_k - ray_slack))
-        last = int(math.floor(low_k + abs(sweep) / step + ray_slack))
+        first = math.ceil(low_k - ray_slack)
+        last = math.floor(low_k + abs(sweep) / step + ray_slack)
         ex, ey = qx - px, qy - py
         for k in range(first, last + 1):
             phi = k * step
@@ -78,8 +78,7 @@ def radii_about_point(x, y, cx, cy, n_rays, ray_slack, edge_slack):
             s = (px * uy - py * ux) / den
             if t > 0.0 and s >= -edge_slack and s <= 1.0 + edge_slack:
                 r = k % n_rays
-                if t < radius[r]:
-                    radius[r] = t
+                radius[r] = min(radius[r], t)
     for r in range(n_rays):
         if not math.isfinite(radius[r]):
             radius[r] = np.nan
@@ -205,10 +204,8 @@ def scatter_min_max(index, low, high, segment, n):
     for q in range(index.size):
         k = index[q]
         s = segment[q]
-        if low[s] < t_low[k]:
-            t_low[k] = low[s]
-        if high[s] > t_high[k]:
-            t_high[k] = high[s]
+        t_low[k] = min(t_low[k], low[s])
+        t_high[k] = max(t_high[k], high[s])
     return t_low, t_high
 
 

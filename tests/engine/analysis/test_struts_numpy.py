@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from engine.analysis.struts import SATURATED, SHADOW_BLOCK, MetalDetection, MetalDetectorConfig, detect_metal
+from engine.analysis.struts import (
+    SATURATED,
+    SHADOW_BLOCK,
+    MetalDetection,
+    MetalDetectorConfig,
+    detect_metal,
+)
 from engine.clinical import contours
 from engine.synthetic.phantom import generate_pullback
 from models.grid import IntensityMapping, normalise_reference
