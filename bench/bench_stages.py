@@ -11,10 +11,15 @@ malapposed stent (the costliest measurement case), each stage as the engine call
 * ``preprocess``: polar frame -> model input (``Segmenter.preprocessor.process``);
 * ``segment_inference``: the runtime on one ``(1, 1, K, J)`` batch;
 * ``read_out``: model outputs -> radii and flags (``engine.analysis.segment.read_out``);
-* ``metal``: ``engine.analysis.struts.detect_metal``;
+* ``metal``: ``engine.analysis.struts.detect_metal`` (given the frame's detected sheath);
 * ``measure``: ``engine.analysis.analyse.frame_record``;
-* ``scan_conversion``: ``ScanConverter.process`` onto the 512 px display grid;
-* ``render``: ``display_grey`` + ``burn_overlay`` (the burned-in image);
+* ``scan_conversion``: ``ScanConverter.process`` onto the 512 px display grid (into a
+  preallocated ``out``);
+* ``render``: ``display_grey`` + ``burn_overlay`` (the burned-in image, into preallocated
+  uint8 grey and BGR frames);
+
+The Numba kernels of measurement and metal detection are compiled (or loaded from the cache)
+before the first frame, as the engine's ``start()`` must.
 * ``encoding``: ``build_overlay`` + ``streams.wire.protocol.dumps`` (the overlay message).
 
 Budgets (issue 17): on the slower 2-core machine class, segment (preprocess + inference +
@@ -45,10 +50,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from engine.analysis import struts
 from engine.analysis.analyse import AnalysisConfig, frame_record
 from engine.analysis.segment import Segmenter, read_out
 from engine.analysis.stages import metal_settings, segmenter_settings
 from engine.analysis.struts import detect_metal
+from engine.clinical import kernels as clinical_kernels
 from engine.compute.benchmarking import machine_info
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, ScanConverter
 from engine.config import Config
@@ -85,7 +92,7 @@ def _stats(samples_s: list[float]) -> dict:
 
 
 def _one_frame(frame, segmenter, converter, config, metal_cfg, analysis_cfg, grid, orientation,
-               timings: dict[str, list[float]]) -> None:
+               buffers, timings: dict[str, list[float]]) -> None:
     """Every stage of one frame, each timed on its own (module docstring)."""
     clock = time.perf_counter
     t0 = clock()
@@ -98,16 +105,16 @@ def _one_frame(frame, segmenter, converter, config, metal_cfg, analysis_cfg, gri
     t3 = clock()
     seg = segmenter.process(frame)  # the Segmentation frame_record needs (untimed: done above)
     t4 = clock()
-    metal = detect_metal(frame, metal_cfg)
+    metal = detect_metal(frame, metal_cfg, sheath=seg.sheath)
     t5 = clock()
     record = frame_record(frame, seg, metal, config.guidance, analysis_cfg)
     t6 = clock()
-    image = converter.process(frame)
+    image = converter.process(frame, out=buffers["image"])
     t7 = clock()
     overlay = build_overlay(record, frame, grid, orientation, {"segment": 1.0})
     dumps(overlay)
     t9 = clock()
-    burn_overlay(display_grey(image), overlay)
+    burn_overlay(display_grey(image, out=buffers["grey"]), overlay, out=buffers["bgr"])
     t10 = clock()
     for name, seconds in (("preprocess", t1 - t0), ("segment_inference", t2 - t1),
                           ("read_out", t3 - t2), ("metal", t5 - t4), ("measure", t6 - t5),
@@ -117,16 +124,16 @@ def _one_frame(frame, segmenter, converter, config, metal_cfg, analysis_cfg, gri
 
 
 def _naive_frame(frame, segmenter, converter, config, metal_cfg, analysis_cfg, grid,
-                 orientation) -> float:
+                 orientation, buffers) -> float:
     """The naive loop's service time of one frame: every stage in sequence, one block, s."""
     start = time.perf_counter()
     seg = segmenter.process(frame)
-    metal = detect_metal(frame, metal_cfg)
+    metal = detect_metal(frame, metal_cfg, sheath=seg.sheath)
     record = frame_record(frame, seg, metal, config.guidance, analysis_cfg)
-    image = converter.process(frame)
+    image = converter.process(frame, out=buffers["image"])
     overlay = build_overlay(record, frame, grid, orientation, {"segment": 1.0})
     dumps(overlay)
-    burn_overlay(display_grey(image), overlay)
+    burn_overlay(display_grey(image, out=buffers["grey"]), overlay, out=buffers["bgr"])
     return time.perf_counter() - start
 
 
@@ -141,6 +148,12 @@ def run_benchmark(frames: int, repeats: int, threads: int, precision: str, slowd
     orientation = DisplayOrientation()
     segmenter = Segmenter(settings)
     converter = ScanConverter(grid, orientation)
+    n = grid.size_px
+    # Preallocated outputs, as the engine keeps them (issue 17 item 3: no per-frame image arrays).
+    buffers = {"image": np.empty((n, n), np.float32), "grey": np.empty((n, n), np.uint8),
+               "bgr": np.empty((n, n, 3), np.uint8)}
+    clinical_kernels.warm_up()
+    struts.warm_up()
     timings: dict[str, list[float]] = {name: [] for name in STAGES}
     naive: list[float] = []
     load_before = os.getloadavg()[0]
@@ -148,7 +161,7 @@ def run_benchmark(frames: int, repeats: int, threads: int, precision: str, slowd
         pb = generate_pullback(scenario, seed=5, n_frames=frames, frame_pitch_mm=30.0 / frames)
         segmenter.start(pb.geometry)
         converter.start()
-        args = (segmenter, converter, config, metal_cfg, analysis_cfg, grid, orientation)
+        args = (segmenter, converter, config, metal_cfg, analysis_cfg, grid, orientation, buffers)
         for frame in list(pb)[:2]:  # warm caches and JIT outside the timed passes
             _one_frame(frame, *args, {name: [] for name in STAGES})
         for _ in range(repeats):
