@@ -16,7 +16,8 @@ import numpy as np
 from engine.analysis.segment import Segmentation, Segmenter, SegmenterConfig
 from engine.analysis.sheath import SheathConfig
 from engine.analysis.struts import MetalDetection, MetalDetectorConfig, detect_metal
-from engine.clinical import contours, measure
+from engine.analysis import struts
+from engine.clinical import contours, kernels, measure
 from engine.config import GuidanceConfig
 from models.classes import TissueClass
 from streams.geometry import FrameGeometry
@@ -242,14 +243,17 @@ class FrameAnalyser:
         self._previous_area: tuple[int, float] | None = None  # (frame index, lumen area mm2)
 
     def start(self, geometry: FrameGeometry | None = None) -> None:
-        """Load and warm the model (and the preprocessing tables for ``geometry``)."""
+        """Load and warm the model (and the preprocessing tables for ``geometry``), and compile
+        the measurement and metal kernels, so the first frame does not pay for them."""
         self.segmenter.start(geometry)
+        kernels.warm_up()
+        struts.warm_up()
 
     def process(self, frame: Frame) -> FrameAnalysis:
         t0 = time.perf_counter()
         seg = self.segmenter.process(frame)
         t1 = time.perf_counter()
-        metal = detect_metal(frame, self.metal_config)
+        metal = detect_metal(frame, self.metal_config, sheath=seg.sheath)
         t2 = time.perf_counter()
         record = frame_record(frame, seg, metal, self.guidance, self.analysis)
         self._check_area_jump(frame.index, record)
