@@ -60,6 +60,7 @@ from engine.realtime.control import (
 from engine.realtime.results import _guidance, guidance_summary, write_results
 from engine.realtime.scheduler import FrameJob, FrameScheduler
 from engine.realtime.security import CurveServer, SecurityPolicy, decide
+from engine.realtime.warmup import WARM_GEOMETRIES, WIRE_DTYPES, prepare_geometry, wire_frame
 from streams.errors import OctguideError
 from streams.geometry import FrameGeometry
 from streams.wire.protocol import (
@@ -92,6 +93,15 @@ INTERRUPTED_REASON = "the engine stopped without closing it"  #: of pullbacks a 
 MONITOR_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 STRUT_STATES = ("apposed", "malapposed", "unknown")
+def _first_live(records: list[dict]) -> dict:
+    """``first_live_ms`` (receipt to send of the first frame shown live) and ``live_median_ms``
+    (median over the live frames) of a pullback's records, ms; None without live frames."""
+    live = [r["latency_ms"]["end_to_end"] for r in sorted(records, key=lambda r: r.get("frame", 0))
+            if r.get("lane") == "live" and "end_to_end" in (r.get("latency_ms") or {})]
+    return {"first_live_ms": round(live[0], 3) if live else None,
+            "live_median_ms": round(float(np.median(live)), 3) if live else None}
+
+
 class EngineError(OctguideError):
     """The engine could not start (a stage, the case log or a socket failed)."""
 
@@ -234,6 +244,8 @@ class Engine:
         self._writer_ready = threading.Event()
         self._errors: list[BaseException] = []
         self._failure_log = FailureLog()
+        self._prepare: list[queue.SimpleQueue] = []  # per worker: geometries to prepare (I/O thread puts)
+        self.warmup: dict = {}  # worker 0's warm-up: frames run, failures, time (status)
         self._known_ids: set[str] = set()  # every pullback id in the case log (I/O thread)
         self._interrupted_ids: set[str] = set()  # left open by a previous run, marked interrupted
         self._readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octguide-results")
@@ -287,6 +299,7 @@ class Engine:
             self._writer.start()
             self._wait(self._writer_ready, "the case log")
             stages_ready = [threading.Event() for _ in range(cfg.workers)]
+            self._prepare = [queue.SimpleQueue() for _ in range(cfg.workers)]
             for k, ready in enumerate(stages_ready):
                 worker = threading.Thread(target=self._worker_main, args=(k, ready),
                                           name=f"octguide-worker-{k}", daemon=True)
@@ -387,10 +400,12 @@ class Engine:
             wake = self.context.socket(zmq.PUSH)
             wake.linger = 0
             wake.connect(self._wake_endpoint)
-            ready.set()
             grid = CartesianGrid(self.cfg.image_size_px, self.cfg.image_fov_mm)
             orientation = getattr(stage, "orientation", DisplayOrientation())
+            prepared = self._warm_up(k, stage, grid, orientation)
+            ready.set()
             while True:
+                self._prepare_geometries(k, stage, prepared)
                 job = self.scheduler.take(timeout_s=0.25)
                 if job is None:
                     if self.scheduler.closed:
@@ -408,6 +423,51 @@ class Engine:
             if wake is not None:
                 wake.close()
             stage.stop()
+
+    def _warm_up(self, k: int, stage: AnalysisStage, grid: CartesianGrid,
+                 orientation: DisplayOrientation) -> set:
+        """Run the whole per-frame path on live-typed warm frames (engine/realtime/warmup.py)
+        of every wire dtype and warm geometry, so the first live frame compiles and builds
+        nothing. A warm frame that fails is counted and logged, never fatal (a stage may refuse
+        an all-zero frame). Returns the (geometry, dtype) pairs prepared."""
+        t0 = time.perf_counter()
+        prepared: set = set()
+        failed: list[str] = []
+        for geometry in WARM_GEOMETRIES:
+            for dtype in WIRE_DTYPES:
+                frame = wire_frame(geometry, dtype)
+                job = FrameJob(frame, time.perf_counter_ns(), frame.pixels.nbytes)
+                job.started_ns = job.received_ns
+                try:
+                    self._analyse_frame(stage, job, grid, orientation, 0.0, time.perf_counter(),
+                                        image_wanted=self.cfg.render_image,
+                                        display_wanted=self.cfg.render_image)
+                except Exception as exc:  # noqa: BLE001 (warm-up is best effort: counted, reported)
+                    failed.append(f"{geometry.n_alines}x{geometry.n_samples} {np.dtype(dtype)}: "
+                                  f"{type(exc).__name__}: {exc}"[:200])
+                prepared.add((geometry, np.dtype(dtype)))
+        if k == 0:
+            self.warmup = {"frames": len(prepared), "failed": len(failed), "failures": failed[:3],
+                           "ms": round((time.perf_counter() - t0) * 1e3, 1), "geometries_prepared": 0}
+        if failed:
+            log.warning("worker %d: %d warm-up frames failed (first: %s)", k, len(failed), failed[0])
+        return prepared
+
+    def _prepare_geometries(self, k: int, stage: AnalysisStage, prepared: set) -> None:
+        """Build the tables of geometries the I/O thread saw on a START (``_describe``) before
+        taking the next frame; a failure here is the frame's to report, not the worker's."""
+        requests = self._prepare[k] if k < len(self._prepare) else None
+        while requests is not None and not requests.empty():
+            geometry, dtype = requests.get_nowait()
+            if (geometry, dtype) in prepared:
+                continue
+            prepared.add((geometry, dtype))
+            try:
+                if prepare_geometry(stage, geometry, dtype) and k == 0:
+                    self.warmup["geometries_prepared"] = self.warmup.get("geometries_prepared", 0) + 1
+            except Exception as exc:  # noqa: BLE001 (the frame itself will fail with the reason)
+                log.warning("worker %d: preparing geometry %s failed: %s: %s", k, geometry,
+                            type(exc).__name__, exc)
 
     def _analyse(self, stage: AnalysisStage, job: FrameJob, grid: CartesianGrid,
                  orientation: DisplayOrientation) -> dict:
@@ -432,13 +492,15 @@ class Engine:
                     "grey": None, "lmode": None, "failed": True}
 
     def _analyse_frame(self, stage: AnalysisStage, job: FrameJob, grid: CartesianGrid,
-                       orientation: DisplayOrientation, queue_ms: float, start: float) -> dict:
+                       orientation: DisplayOrientation, queue_ms: float, start: float, *,
+                       image_wanted: bool | None = None, display_wanted: bool | None = None) -> dict:
         frame = job.frame
         result = stage.process(frame)
         latency = {"queue": queue_ms, **result.latency_ms}
         overlay = build_overlay(result.record, frame, grid, orientation, latency)
         image = grey = lmode = None
-        image_wanted, display_wanted = self._image_wanted, self._display_wanted
+        image_wanted = self._image_wanted if image_wanted is None else image_wanted
+        display_wanted = self._display_wanted if display_wanted is None else display_wanted
         if self.cfg.render_image and (image_wanted or display_wanted) and result.image is not None:
             t = time.perf_counter()
             grey = display_grey(result.image)
@@ -563,6 +625,7 @@ class Engine:
                 "last_frame_received_unix": last,
                 "guidance_ready_unix": ready_unix,
                 "guidance_delay_s": round(ready_unix - last, 3) if last else None,
+                **_first_live(records),
             },
             **(guidance or {"n_frames": len(records), "warnings": [
                 f"no guidance: the pullback is {state}" + (f" ({reason})" if reason else "")]}),
@@ -787,6 +850,8 @@ class Engine:
         pb.dtype_code = header.dtype_code
         pb.frame_rate_hz = header.frame_rate_hz
         pb.n_frames_expected = pb.n_frames_expected or header.n_frames
+        for requests in self._prepare:  # tables for this geometry before the frame is analysed
+            requests.put((pb.geometry, np.dtype(header.dtype)))
         geometry = {**{k: getattr(pb.geometry, k) for k in (
             "n_alines", "n_samples", "aline_spacing_mm", "refractive_index", "refractive_index_applied",
             "n_padded_alines", "rotation", "intensity")}, "dtype": str(header.dtype),
@@ -1195,6 +1260,7 @@ class Engine:
             "config_hash": self.config_hash,
             "model": self.model,
             "stage": self.stage_status,
+            "warmup": self.warmup,
             "backends": self.backends,
             "fallbacks": self.fallbacks,
             "security": self.policy.describe() if self.policy else None,
