@@ -28,7 +28,14 @@ import zmq
 
 from streams.geometry import FrameGeometry
 from streams.pullback import Frame
-from streams.wire.protocol import DTYPES, Limits, decode_payload, encode_frame, frame_from_header, unpack_header
+from streams.wire.protocol import (
+    DTYPES,
+    Limits,
+    decode_payload,
+    encode_frame,
+    frame_from_header,
+    unpack_header,
+)
 
 log = logging.getLogger(__name__)
 
