@@ -93,6 +93,9 @@ INTERRUPTED_REASON = "the engine stopped without closing it"  #: of pullbacks a 
 MONITOR_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 STRUT_STATES = ("apposed", "malapposed", "unknown")
+#: Rejections of a frame of an open pullback that still use up its index (like a payload
+#: rejection): the frame's record carries the reason and a correct resend is a duplicate_frame.
+INDEX_USING_REJECTIONS = frozenset({"geometry_changed"})
 def _first_live(records: list[dict]) -> dict:
     """``first_live_ms`` (receipt to send of the first frame shown live) and ``live_median_ms``
     (median over the live frames) of a pullback's records, ms; None without live frames."""
@@ -268,7 +271,7 @@ class Engine:
         self._latency = np.full(LATENCY_WINDOW, np.nan)
         self._latency_n = 0
         self._subscriptions: set[bytes] = set()
-        self._seq = 0
+        self._topic_seq: dict[bytes, int] = {}  # per display topic: messages published
         self._status_seq = 0
         self._sock: dict[str, zmq.Socket] = {}
 
@@ -784,13 +787,21 @@ class Engine:
             self._reject(exc, None, None)
             return
         pb = self._pullbacks.get(header.pullback_id)
+        pixels = None
+        inadmissible = None  # a frame of this pullback with a valid new index, still rejected
         try:
-            if pb is None:
-                pb = self._open(header)
-            pb.admit(header, self.cfg.max_frames_per_pullback)
+            if pb is None:  # a START: nothing opens unless the frame itself is accepted
+                candidate = self._open(header)
+                candidate.admit(header, self.cfg.max_frames_per_pullback)
+                pixels = decode_payload(header, parts[1], self.limits)
+                pb = self._register(candidate)
+            else:
+                pb.admit(header, self.cfg.max_frames_per_pullback)
         except ProtocolError as exc:
-            self._reject(exc, header, None)
-            return
+            if pb is None or exc.reason not in INDEX_USING_REJECTIONS:
+                self._reject(exc, header, None)
+                return
+            inadmissible = exc
         index = header.frame_index
         if pb.geometry is None:
             self._describe(pb, header)
@@ -809,8 +820,12 @@ class Engine:
         else:
             pb.position_mm = index * header.step_mm
         pb.highest = max(pb.highest, index)
+        if inadmissible is not None:
+            self._reject(inadmissible, header, pb)
+            return
         try:
-            pixels = decode_payload(header, parts[1], self.limits)
+            if pixels is None:
+                pixels = decode_payload(header, parts[1], self.limits)
         except ProtocolError as exc:
             self._reject(exc, header, pb)
             return
@@ -822,7 +837,8 @@ class Engine:
             self._skip(evicted, "overload: pending frame limit reached (server.max_pending_*)")
 
     def _open(self, header: FrameHeader) -> PullbackState:
-        """Open a pullback on its START frame; reject frames of pullbacks never opened."""
+        """The pullback a START frame would open (not registered: :meth:`_register` once the
+        frame is accepted); rejects frames of pullbacks never opened."""
         pid = header.pullback_id
         if self._known_pullback(pid):
             raise ProtocolError("finished_pullback", f"pullback {pid} has already been received")
@@ -832,11 +848,18 @@ class Engine:
         if sum(p.state in ("open", "ending") for p in self._pullbacks.values()) >= self.cfg.max_open_pullbacks:
             raise ProtocolError("too_many_pullbacks",
                                 f"{self.cfg.max_open_pullbacks} pullbacks are open (server.max_open_pullbacks)")
-        return self._new_pullback(pid, header.n_frames)
+        now = time.monotonic()
+        return PullbackState(pid, now, time.time(), n_frames_expected=header.n_frames,
+                             last_frame_monotonic=now)
 
     def _new_pullback(self, pid: str, n_frames: int) -> PullbackState:
         now = time.monotonic()
-        pb = PullbackState(pid, now, time.time(), n_frames_expected=n_frames, last_frame_monotonic=now)
+        return self._register(PullbackState(pid, now, time.time(), n_frames_expected=n_frames,
+                                            last_frame_monotonic=now))
+
+    def _register(self, pb: PullbackState) -> PullbackState:
+        """Open ``pb``: known from now on, counted, announced."""
+        pid, n_frames = pb.pullback_id, pb.n_frames_expected
         self._pullbacks[pid] = pb
         self._known_ids.add(pid)
         self._counters["pullbacks_opened"] += 1
@@ -959,19 +982,19 @@ class Engine:
             envelope["lmode"] = {"angles_deg": list(LMODE_ANGLES_DEG),
                                  "length_px": int(out["lmode"].shape[1]), "dtype": "uint8"}
             parts.append(out["lmode"])
-        self._send(self._sock["overlay"], topic, [dumps(envelope), *parts])
+        self._send(self._sock["overlay"], topic, envelope, parts)
         envelope.pop("lmode", None)
         if out["image"] is not None and topic == TOPIC_OVERLAY:
             image = out["image"]
             envelope["image"] = {"shape": list(image.shape), "dtype": "uint8", "colour": "BGR",
                                  "fov_mm": self.cfg.image_fov_mm}
-            if self._send(self._sock["overlay"], TOPIC_IMAGE, [dumps(envelope), image]):
+            if self._send(self._sock["overlay"], TOPIC_IMAGE, envelope, [image]):
                 c["images_published"] += 1
         if out["grey"] is not None:  # every lane: a display scrubbing back needs backfill frames too
             grey = out["grey"]
             envelope["image"] = {"shape": list(grey.shape), "dtype": "uint8", "colour": "GREY",
                                  "fov_mm": self.cfg.image_fov_mm}
-            if self._send(self._sock["overlay"], TOPIC_DISPLAY, [dumps(envelope), grey]):
+            if self._send(self._sock["overlay"], TOPIC_DISPLAY, envelope, [grey]):
                 c["images_published"] += 1
         if fate == "shown":
             self._latency[self._latency_n % LATENCY_WINDOW] = end_to_end_ms
@@ -987,22 +1010,29 @@ class Engine:
         self._record(pb, record)
 
     def _envelope(self, pullback_id: str, frame: int | None, lane: str | None, status: str | None) -> dict:
-        self._seq += 1
-        return {"v": PROTOCOL_VERSION, "seq": self._seq, "pullback_id": pullback_id, "frame": frame,
+        """The envelope of a display message; ``seq`` is set by :meth:`_send` per topic."""
+        return {"v": PROTOCOL_VERSION, "seq": None, "pullback_id": pullback_id, "frame": frame,
                 "lane": lane, "status": status, "sent_unix_ns": time.time_ns(), **self._audit()}
 
-    def _send(self, sock: zmq.Socket, topic: bytes, parts: list) -> bool:
-        """Publish without ever blocking; counts messages that no display subscribes to."""
+    def _send(self, sock: zmq.Socket, topic: bytes, envelope: dict, parts: list) -> bool:
+        """Publish without ever blocking; counts messages that no display subscribes to.
+
+        ``envelope["seq"]`` is the topic's own sequence number, taken only for a message that
+        goes out: +1 per message published on that topic, so a display subscribed to any set of
+        topics sees, per topic, consecutive numbers unless it lost a message."""
         subscribed = any(topic.startswith(s) for s in self._subscriptions)
         overlay = topic in (TOPIC_OVERLAY, TOPIC_BACKFILL)
         if not subscribed:
             if overlay:
                 self._counters["overlays_without_display"] += 1
             return False
+        seq = self._topic_seq.get(topic, 0) + 1
+        envelope["seq"] = seq
         try:
-            sock.send_multipart([topic, *parts], zmq.NOBLOCK, copy=False)
+            sock.send_multipart([topic, dumps(envelope), *parts], zmq.NOBLOCK, copy=False)
         except zmq.Again:  # XPUB drops per subscriber at its HWM; this is the whole socket refusing
             return False
+        self._topic_seq[topic] = seq
         if overlay:
             self._counters["overlays_published"] += 1
         return True
@@ -1025,7 +1055,7 @@ class Engine:
         envelope = self._envelope(pullback_id, None, None, pullback["status"])
         if pullback["status"] == "complete":
             self._counters["guidance_published"] += 1
-            self._send(self._sock["overlay"], TOPIC_GUIDANCE, [dumps(envelope), dumps(pullback)])
+            self._send(self._sock["overlay"], TOPIC_GUIDANCE, envelope, [dumps(pullback)])
         self._event(f"pullback_{pullback['status']}", pullback_id=pullback_id,
                     results_dir=result["results_dir"], reason=pullback.get("reason"),
                     guidance_delay_s=pullback["timing"]["guidance_delay_s"])
@@ -1240,6 +1270,18 @@ class Engine:
         except zmq.Again:
             pass
 
+    def _admission(self) -> dict:
+        """The pullback admission policy in force (docs/results.md, "Admission"): at most
+        ``max_open_pullbacks`` open or ending at once (a START beyond it is rejected
+        ``too_many_pullbacks``); a pullback whose sender is silent for ``pullback_idle_timeout_s``
+        ends incomplete and frees its place; ``end_grace_s`` waits for missing frames after END."""
+        cfg = self.cfg
+        open_now = sum(p.state in ("open", "ending") for p in self._pullbacks.values())
+        return {"max_open_pullbacks": cfg.max_open_pullbacks, "open_pullbacks": open_now,
+                "pullback_idle_timeout_s": cfg.pullback_idle_timeout_s,
+                "end_grace_s": cfg.end_grace_s,
+                "max_frames_per_pullback": cfg.max_frames_per_pullback}
+
     def _counter_snapshot(self) -> dict:
         c = self._counters
         return {**c, "rejected": dict(c["rejected"]), "skipped": dict(c["skipped"])}
@@ -1267,6 +1309,7 @@ class Engine:
             "endpoints": self.endpoints,
             "counters": self._counter_snapshot(),
             "scheduler": self.scheduler.snapshot(),
+            "admission": self._admission(),
             "end_to_end_ms": latency,
             "displays": sorted(s.decode("ascii", "replace") for s in self._subscriptions),
             "pullbacks": {pid: self._pullback_status(pb) for pid, pb in self._pullbacks.items()

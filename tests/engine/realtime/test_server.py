@@ -360,7 +360,7 @@ FAULTS = [
     ("payload size mismatch", _payload_short, "payload_size_mismatch", "rejected"),
     ("unsupported dtype", _dtype, "unsupported_dtype", None),
     ("absurd dimensions", _absurd, "absurd_dimensions", None),
-    ("geometry change", _geometry, "geometry_changed", None),
+    ("geometry change", _geometry, "geometry_changed", "rejected"),
     ("bad pullback id", _bad_id, "bad_pullback_id", None),
     ("unknown pullback", lambda p, i: frame_parts(p, i, pullback_id="never-started"), "unknown_pullback", None),
 ]
@@ -462,8 +462,8 @@ def test_oversized_messages(start_engine):
         h.sender.send_raw(frame_parts(p, i))
     state = h.wait_pullback(p.pullback_id)
     assert state["state"] == "complete" and state["rejected"] == 0
-    big_state = h.control.request("pullback", pullback_id="big")["pullback"]
-    assert big_state["rejected"] == 1 and big_state["state"] == "open"
+    with pytest.raises(ControlError, match="unknown pullback big"):  # a rejected START opens nothing
+        h.control.request("pullback", pullback_id="big")
     counters = h.status_()["counters"]
     assert counters["rejected"] == {"oversized": 1} and counters["connections_closed"] >= 1
 
