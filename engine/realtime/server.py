@@ -57,6 +57,7 @@ from engine.realtime.control import (
     results_folder,
     safe_id,
 )
+from engine.realtime.dicom_export import DicomExport
 from engine.realtime.results import _guidance, guidance_summary, write_results
 from engine.realtime.scheduler import FrameJob, FrameScheduler
 from engine.realtime.security import CurveServer, SecurityPolicy, decide
@@ -249,6 +250,7 @@ class Engine:
         self._failure_log = FailureLog()
         self._prepare: list[queue.SimpleQueue] = []  # per worker: geometries to prepare (I/O thread puts)
         self.warmup: dict = {}  # worker 0's warm-up: frames run, failures, time (status)
+        self.dicom_export = DicomExport(config, self.results_dir) if config.dicom.write_sr else None
         self._known_ids: set[str] = set()  # every pullback id in the case log (I/O thread)
         self._interrupted_ids: set[str] = set()  # left open by a previous run, marked interrupted
         self._readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octguide-results")
@@ -369,6 +371,8 @@ class Engine:
             self._writes.put(_STOP)
         if self._writer is not None:
             self._writer.join(timeout=60)
+        if self.dicom_export is not None:
+            self.dicom_export.close()
         if self._curve is not None:
             self._curve.stop()
         if self.context is not None:
@@ -1056,6 +1060,8 @@ class Engine:
         if pullback["status"] == "complete":
             self._counters["guidance_published"] += 1
             self._send(self._sock["overlay"], TOPIC_GUIDANCE, envelope, [dumps(pullback)])
+            if self.dicom_export is not None:  # SR + key images, sent: on the export's own thread
+                self.dicom_export.submit(pullback_id, result["results_dir"])
         self._event(f"pullback_{pullback['status']}", pullback_id=pullback_id,
                     results_dir=result["results_dir"], reason=pullback.get("reason"),
                     guidance_delay_s=pullback["timing"]["guidance_delay_s"])
@@ -1262,6 +1268,8 @@ class Engine:
             pass  # PUB never blocks; a full pipe drops for that subscriber only
 
     def _heartbeat(self) -> None:
+        if self.dicom_export is not None:
+            self.dicom_export.poll()
         self._status_seq += 1
         message = {"v": PROTOCOL_VERSION, "seq": self._status_seq, "unix_ns": time.time_ns(),
                    **self._status_message()}
@@ -1310,6 +1318,7 @@ class Engine:
             "counters": self._counter_snapshot(),
             "scheduler": self.scheduler.snapshot(),
             "admission": self._admission(),
+            "dicom": self.dicom_export.status() if self.dicom_export is not None else {"write_sr": False},
             "end_to_end_ms": latency,
             "displays": sorted(s.decode("ascii", "replace") for s in self._subscriptions),
             "pullbacks": {pid: self._pullback_status(pb) for pid, pb in self._pullbacks.items()
