@@ -58,6 +58,7 @@ from engine.realtime.control import (
     safe_id,
 )
 from engine.realtime.dicom_export import DicomExport
+from engine.realtime.encoding import encode
 from engine.realtime.results import _guidance, guidance_summary, write_results
 from engine.realtime.scheduler import FrameJob, FrameScheduler
 from engine.realtime.security import CurveServer, SecurityPolicy, decide
@@ -492,9 +493,9 @@ class Engine:
             record = {"frame": frame.index, "status": "rejected", "reason": reason}
             latency = {"queue": queue_ms, "analysis": (time.perf_counter() - start) * 1e3}
             try:
-                overlay = dumps(build_overlay(record, frame, grid, orientation, latency))
+                overlay = encode(build_overlay(record, frame, grid, orientation, latency))
             except Exception:  # noqa: BLE001 (the overlay build itself failed: a bare rejected overlay)
-                overlay = dumps({"frame": frame.index, "status": "rejected", "reason": reason})
+                overlay = encode({"frame": frame.index, "status": "rejected", "reason": reason})
             return {"record": record, "latency": latency, "overlay": overlay, "image": None,
                     "grey": None, "lmode": None, "failed": True}
 
@@ -518,7 +519,7 @@ class Engine:
             latency["render"] = (time.perf_counter() - t) * 1e3
         latency["analysis"] = (time.perf_counter() - start) * 1e3
         overlay["latency_ms"] = {k: round(v, 3) for k, v in latency.items()}
-        return {"record": dict(result.record), "latency": latency, "overlay": dumps(overlay),
+        return {"record": dict(result.record), "latency": latency, "overlay": encode(overlay),
                 "image": image, "grey": grey if display_wanted else None, "lmode": lmode,
                 "failed": False}
 
@@ -1033,7 +1034,7 @@ class Engine:
         seq = self._topic_seq.get(topic, 0) + 1
         envelope["seq"] = seq
         try:
-            sock.send_multipart([topic, dumps(envelope), *parts], zmq.NOBLOCK, copy=False)
+            sock.send_multipart([topic, encode(envelope), *parts], zmq.NOBLOCK, copy=False)
         except zmq.Again:  # XPUB drops per subscriber at its HWM; this is the whole socket refusing
             return False
         self._topic_seq[topic] = seq
