@@ -97,6 +97,21 @@ def wait_for_pullback(control: ControlClient, pid: str, done: Callable[[dict], b
         time.sleep(0.02)
 
 
+_VALIDATORS: dict = {}
+
+
+def validate(name: str, obj: object) -> None:
+    """Assert ``obj`` is valid against docs/schemas/NAME.schema.json (engine/realtime/schemas.py)."""
+    from jsonschema import Draft202012Validator
+
+    if not _VALIDATORS:
+        from engine.realtime.schemas import schemas
+
+        _VALIDATORS.update({k: Draft202012Validator(v) for k, v in schemas().items()})
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in _VALIDATORS[name].iter_errors(obj)]
+    assert not errors, f"{name} breaks its schema: {errors[:3]}"
+
+
 class Harness:
     """A started in-process engine with a control client, an event listener and a display."""
 
@@ -119,7 +134,9 @@ class Harness:
             time.sleep(0.02)
 
     def status_(self) -> dict:
-        return self.control.request("status")
+        reply = self.control.request("status")
+        validate("status", reply)
+        return reply
 
     def send_pullback(self, pullback: Pullback, pullback_id: str | None = None, fps: float | None = None) -> str:
         pid = pullback_id or pullback.pullback_id
@@ -148,13 +165,22 @@ class Harness:
     def display_messages(self, timeout_s: float = 0.3) -> list:
         out = []
         while (m := self.display.recv(timeout_s)) is not None:
+            validate("display_envelope", m.envelope)
+            if m.topic in (b"overlay", b"backfill"):
+                validate("overlay", m.body)
+            elif m.topic == b"guidance":
+                validate("pullback", m.body)
             out.append(m)
         return out
 
     def results(self, pid: str) -> tuple[dict, list[dict]]:
         _, parts = self.control.request_parts("results", pullback_id=pid)
         records = [json.loads(line) for line in bytes(parts[1].buffer).splitlines()]
-        return json.loads(bytes(parts[0].buffer)), records
+        summary = json.loads(bytes(parts[0].buffer))
+        validate("pullback", summary)
+        for record in records:
+            validate("frame_record", record)
+        return summary, records
 
     def close(self) -> None:
         for part in (self.control, self.status, self.display, self.sender):
