@@ -59,6 +59,19 @@ from engine.realtime.control import (
 )
 from engine.realtime.dicom_export import DicomExport
 from engine.realtime.encoding import encode
+from engine.realtime.messages import (
+    Acknowledged,
+    Analysed,
+    BeginPullback,
+    ControlReply,
+    FinishPullback,
+    FrameOutcome,
+    FrameRecord,
+    Outgoing,
+    PullbackWritten,
+    Skipped,
+    Write,
+)
 from engine.realtime.results import _guidance, guidance_summary, write_results
 from engine.realtime.scheduler import FrameJob, FrameScheduler
 from engine.realtime.security import CurveServer, SecurityPolicy, decide
@@ -90,7 +103,7 @@ FRAME_BURST = 64  #: frames read per poll wake-up before results are handled aga
 LATENCY_WINDOW = 2048  #: live end-to-end times kept for the heartbeat's percentiles
 RECENT_PULLBACKS = 64  #: finished pullbacks kept in memory for status queries
 WRITER_BATCH = 256  #: frame records committed per transaction at most
-_STOP = None  #: the writer queue's end marker
+_STOP = object()  #: the writer queue's end marker (not None: the batching loop holds None as "nothing held")
 INTERRUPTED_REASON = "the engine stopped without closing it"  #: of pullbacks a previous run left open
 MONITOR_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
@@ -352,7 +365,7 @@ class Engine:
         self.scheduler.wait_idle(self.cfg.stop_drain_s if drain_s is None else drain_s)
         leftovers = self.scheduler.drain()
         if leftovers:
-            self._post(("skip", leftovers, "engine stopped before analysing it"))
+            self._post(Skipped(tuple(leftovers), "engine stopped before analysing it"))
         self.scheduler.close()
         for worker in self._workers:
             worker.join()
@@ -420,7 +433,7 @@ class Engine:
                         break
                     continue
                 try:
-                    self._post(("result", job, self._analyse(stage, job, grid, orientation)))
+                    self._post(Analysed(job, self._analyse(stage, job, grid, orientation)))
                 finally:
                     self.scheduler.done(job)
                 self._wake(wake)
@@ -478,7 +491,7 @@ class Engine:
                             type(exc).__name__, exc)
 
     def _analyse(self, stage: AnalysisStage, job: FrameJob, grid: CartesianGrid,
-                 orientation: DisplayOrientation) -> dict:
+                 orientation: DisplayOrientation) -> FrameOutcome:
         """Run the whole per-frame path (stage, overlay build, render, encoding) on one frame;
         never raises: any exception becomes a ``failed`` frame whose record is rejected with
         the reason (logged through :attr:`_failure_log`, throttled)."""
@@ -496,12 +509,12 @@ class Engine:
                 overlay = encode(build_overlay(record, frame, grid, orientation, latency))
             except Exception:  # noqa: BLE001 (the overlay build itself failed: a bare rejected overlay)
                 overlay = encode({"frame": frame.index, "status": "rejected", "reason": reason})
-            return {"record": record, "latency": latency, "overlay": overlay, "image": None,
-                    "grey": None, "lmode": None, "failed": True}
+            return FrameOutcome(record, latency, overlay, failed=True)
 
     def _analyse_frame(self, stage: AnalysisStage, job: FrameJob, grid: CartesianGrid,
                        orientation: DisplayOrientation, queue_ms: float, start: float, *,
-                       image_wanted: bool | None = None, display_wanted: bool | None = None) -> dict:
+                       image_wanted: bool | None = None, display_wanted: bool | None = None
+                       ) -> FrameOutcome:
         frame = job.frame
         result = stage.process(frame)
         latency = {"queue": queue_ms, **result.latency_ms}
@@ -519,11 +532,10 @@ class Engine:
             latency["render"] = (time.perf_counter() - t) * 1e3
         latency["analysis"] = (time.perf_counter() - start) * 1e3
         overlay["latency_ms"] = {k: round(v, 3) for k, v in latency.items()}
-        return {"record": dict(result.record), "latency": latency, "overlay": encode(overlay),
-                "image": image, "grey": grey if display_wanted else None, "lmode": lmode,
-                "failed": False}
+        return FrameOutcome(dict(result.record), latency, encode(overlay), image,
+                            grey if display_wanted else None, lmode)
 
-    def _post(self, item: tuple) -> None:
+    def _post(self, item: Outgoing) -> None:
         self._outbox.put(item)
 
     # -- writer thread -----------------------------------------------------------------------------
@@ -553,14 +565,14 @@ class Engine:
                 held = None
                 if item is _STOP:
                     break
-                if item[0] == "frames":
+                if isinstance(item, FrameRecord):
                     batch = [item]
                     while len(batch) < WRITER_BATCH:
                         try:
                             held = self._writes.get_nowait()
                         except queue.Empty:
                             break
-                        if held is _STOP or held[0] != "frames":
+                        if not isinstance(held, FrameRecord):
                             break
                         batch.append(held)
                         held = None
@@ -583,25 +595,23 @@ class Engine:
         except zmq.Again:
             pass  # wake-ups are queued already
 
-    def _commit_frames(self, caselog: CaseLog, batch: list) -> None:
+    def _commit_frames(self, caselog: CaseLog, batch: list[FrameRecord]) -> None:
         if not batch:
             return
         by_pullback: dict[str, list[dict]] = {}
-        for _, pullback_id, record in batch:
-            by_pullback.setdefault(pullback_id, []).append(record)
+        for item in batch:
+            by_pullback.setdefault(item.pullback_id, []).append(item.record)
         for pullback_id, records in by_pullback.items():
             caselog.add_frames(pullback_id, records)
-            self._post(("ack", pullback_id, [r["frame"] for r in records]))
+            self._post(Acknowledged(pullback_id, tuple(r["frame"] for r in records)))
 
-    def _write_one(self, caselog: CaseLog, item: tuple) -> None:
-        kind = item[0]
-        if kind == "begin":
-            _, pullback_id, kwargs = item
-            caselog.begin_pullback(pullback_id, **kwargs)
-        elif kind == "finish":
-            _, pullback_id, state, reason, spacing, summary = item
-            result = self._export(caselog, pullback_id, state, spacing, reason, summary)
-            self._post(("finished", pullback_id, result))
+    def _write_one(self, caselog: CaseLog, item: Write) -> None:
+        if isinstance(item, BeginPullback):
+            caselog.begin_pullback(item.pullback_id, **item.fields)
+        elif isinstance(item, FinishPullback):
+            result = self._export(caselog, item.pullback_id, item.state, list(item.spacing_mm),
+                                  item.reason, item.summary)
+            self._post(PullbackWritten(item.pullback_id, result["pullback"], result["results_dir"]))
 
     def _export(self, caselog: CaseLog, pullback_id: str, state: str, spacing: list,
                 reason: str | None, summary: dict) -> dict:
@@ -884,7 +894,7 @@ class Engine:
             "n_alines", "n_samples", "aline_spacing_mm", "refractive_index", "refractive_index_applied",
             "n_padded_alines", "rotation", "intensity")}, "dtype": str(header.dtype),
             "frame_spacing_mm": header.step_mm, "pullback_rate_mm_s": header.pullback_rate_mm_s}
-        self._writes.put(("begin", pb.pullback_id, {
+        self._writes.put(BeginPullback(pb.pullback_id, {
             "geometry": geometry, "frame_rate_hz": header.frame_rate_hz,
             "n_frames_expected": pb.n_frames_expected or None, "model": self.model,
             "engine_version": __version__, "config_hash": self.config_hash,
@@ -934,7 +944,7 @@ class Engine:
         record["audit"] = self._audit()
         if not pb.logged:  # a frame rejected before any frame described the pullback
             return
-        self._writes.put(("frames", pb.pullback_id, record))
+        self._writes.put(FrameRecord(pb.pullback_id, record))
 
     def _audit(self) -> dict:
         return {"model": self.model, "engine_version": __version__, "config_hash": self.config_hash}
@@ -946,26 +956,25 @@ class Engine:
                 item = self._outbox.get_nowait()
             except queue.Empty:
                 return
-            kind = item[0]
-            if kind == "result":
-                self._publish_result(item[1], item[2])
-            elif kind == "ack":
-                self._acknowledge(item[1], item[2])
-            elif kind == "finished":
-                self._finished(item[1], item[2])
-            elif kind == "skip":
-                self._skip(item[1], item[2])
-            elif kind == "reply":  # a control reply prepared off the I/O thread
-                if not item[2]["ok"]:
+            if isinstance(item, Analysed):
+                self._publish_result(item.job, item.outcome)
+            elif isinstance(item, Acknowledged):
+                self._acknowledge(item.pullback_id, list(item.frames))
+            elif isinstance(item, PullbackWritten):
+                self._finished(item.pullback_id, {"pullback": item.pullback, "results_dir": item.results_dir})
+            elif isinstance(item, Skipped):
+                self._skip(list(item.jobs), item.reason)
+            elif isinstance(item, ControlReply):  # a control reply prepared off the I/O thread
+                if not item.reply["ok"]:
                     self._counters["control_errors"] += 1
-                self._sock["control"].send_multipart([*item[1], dumps(item[2]), *item[3]])
+                self._sock["control"].send_multipart([*item.route, dumps(item.reply), *item.parts])
 
-    def _publish_result(self, job: FrameJob, out: dict) -> None:
+    def _publish_result(self, job: FrameJob, out: FrameOutcome) -> None:
         frame = job.frame
         pb = self._pullbacks.get(frame.pullback_id)
-        record, latency = out["record"], out["latency"]
+        record, latency = out.record, out.latency_ms
         c = self._counters
-        if out["failed"]:
+        if out.failed:
             fate, topic = "failed", TOPIC_OVERLAY if job.lane == "live" else TOPIC_BACKFILL
             rejected = c["rejected"]
             rejected["analysis_error"] = rejected.get("analysis_error", 0) + 1
@@ -982,21 +991,21 @@ class Engine:
         envelope = self._envelope(frame.pullback_id, frame.index, job.lane, record.get("status"))
         end_to_end_ms = (time.perf_counter_ns() - job.received_ns) / 1e6
         envelope["end_to_end_ms"] = round(end_to_end_ms, 3)
-        parts = [out["overlay"]]
-        if out["lmode"] is not None:
+        parts = [out.overlay]
+        if out.lmode is not None:
             envelope["lmode"] = {"angles_deg": list(LMODE_ANGLES_DEG),
-                                 "length_px": int(out["lmode"].shape[1]), "dtype": "uint8"}
-            parts.append(out["lmode"])
+                                 "length_px": int(out.lmode.shape[1]), "dtype": "uint8"}
+            parts.append(out.lmode)
         self._send(self._sock["overlay"], topic, envelope, parts)
         envelope.pop("lmode", None)
-        if out["image"] is not None and topic == TOPIC_OVERLAY:
-            image = out["image"]
+        if out.image is not None and topic == TOPIC_OVERLAY:
+            image = out.image
             envelope["image"] = {"shape": list(image.shape), "dtype": "uint8", "colour": "BGR",
                                  "fov_mm": self.cfg.image_fov_mm}
             if self._send(self._sock["overlay"], TOPIC_IMAGE, envelope, [image]):
                 c["images_published"] += 1
-        if out["grey"] is not None:  # every lane: a display scrubbing back needs backfill frames too
-            grey = out["grey"]
+        if out.grey is not None:  # every lane: a display scrubbing back needs backfill frames too
+            grey = out.grey
             envelope["image"] = {"shape": list(grey.shape), "dtype": "uint8", "colour": "GREY",
                                  "fov_mm": self.cfg.image_fov_mm}
             if self._send(self._sock["overlay"], TOPIC_DISPLAY, envelope, [grey]):
@@ -1103,7 +1112,7 @@ class Engine:
         spacing = [pb.spacing_mm.get(i, pb.spacing_mm.get(0, 0.0)) for i in range(last + 1)]
         counts = {k: v for k, v in pb.counts.items() if k != "acknowledged"}  # still rising: a gauge
         summary = {"counts": counts, "last_frame_unix": pb.last_frame_unix}
-        self._writes.put(("finish", pb.pullback_id, state, pb.reason, spacing, summary))
+        self._writes.put(FinishPullback(pb.pullback_id, state, pb.reason, tuple(spacing), summary))
 
     def _close_pullbacks(self) -> None:
         """Engine closing: every pullback still open or ending is finished now."""
@@ -1171,7 +1180,7 @@ class Engine:
             except OSError:
                 parts, reply = [], {"ok": False, "error": f"no results for pullback {pid}",
                                     "id": request.id}
-            self._post(("reply", route, reply, parts))
+            self._post(ControlReply(tuple(route), reply, tuple(parts)))
             wake = self.context.socket(zmq.PUSH)
             wake.linger = 0
             try:

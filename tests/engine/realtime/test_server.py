@@ -18,6 +18,7 @@ from engine.analysis.stages import MetalAnalysis
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation
 from engine.config import Config
 from engine.display.overlay import build_overlay, render_overlay
+from engine.realtime.messages import Analysed
 from engine.realtime.server import Engine
 from streams.geometry import FrameGeometry
 from streams.pullback import Frame, Pullback
@@ -716,7 +717,7 @@ def test_serve_exits_non_zero_when_a_worker_dies(tmp_path, monkeypatch):
             return endpoints
 
         def _post(self, item):
-            if item[0] == "result":  # outside the per-frame try: the worker thread dies
+            if isinstance(item, Analysed):  # outside the per-frame try: the worker thread dies
                 raise MemoryError("worker killed")
             super()._post(item)
 
