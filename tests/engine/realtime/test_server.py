@@ -718,7 +718,7 @@ def test_serve_exits_non_zero_when_a_worker_dies(tmp_path, monkeypatch):
 
         def _post(self, item):
             if isinstance(item, Analysed):  # outside the per-frame try: the worker thread dies
-                raise MemoryError("worker killed")
+                raise MemoryError("worker killed")  # noqa: TRY004 (the death it simulates)
             super()._post(item)
 
     monkeypatch.setattr(serve, "Engine", DyingEngine)
