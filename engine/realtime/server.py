@@ -28,10 +28,8 @@ import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +73,9 @@ from engine.realtime.messages import (
 from engine.realtime.results import _guidance, guidance_summary, write_results
 from engine.realtime.scheduler import FrameJob, FrameScheduler
 from engine.realtime.security import CurveServer, SecurityPolicy, decide
+from engine.realtime.tracker import INDEX_USING_REJECTIONS, PullbackState, PullbackTracker
 from engine.realtime.warmup import WARM_GEOMETRIES, WIRE_DTYPES, prepare_geometry, wire_frame
 from streams.errors import OctguideError
-from streams.geometry import FrameGeometry
 from streams.wire.protocol import (
     LMODE_ANGLES_DEG,
     PROTOCOL_VERSION,
@@ -101,16 +99,12 @@ log = logging.getLogger(__name__)
 
 FRAME_BURST = 64  #: frames read per poll wake-up before results are handled again
 LATENCY_WINDOW = 2048  #: live end-to-end times kept for the heartbeat's percentiles
-RECENT_PULLBACKS = 64  #: finished pullbacks kept in memory for status queries
 WRITER_BATCH = 256  #: frame records committed per transaction at most
 _STOP = object()  #: the writer queue's end marker (not None: the batching loop holds None as "nothing held")
 INTERRUPTED_REASON = "the engine stopped without closing it"  #: of pullbacks a previous run left open
 MONITOR_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 STRUT_STATES = ("apposed", "malapposed", "unknown")
-#: Rejections of a frame of an open pullback that still use up its index (like a payload
-#: rejection): the frame's record carries the reason and a correct resend is a duplicate_frame.
-INDEX_USING_REJECTIONS = frozenset({"geometry_changed"})
 def _first_live(records: list[dict]) -> dict:
     """``first_live_ms`` (receipt to send of the first frame shown live) and ``live_median_ms``
     (median over the live frames) of a pullback's records, ms; None without live frames."""
@@ -127,57 +121,6 @@ class EngineError(OctguideError):
 # ---------------------------------------------------------------------------------------------
 # Per-pullback bookkeeping (I/O thread only)
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class PullbackState:
-    """What the I/O thread knows of one pullback.
-
-    States: ``open`` (accepting frames), ``ending`` (END seen, stopped, or the sender went
-    silent: waiting for outstanding frames), ``finalizing`` (handed to the writer), ``complete``
-    or ``incomplete``.
-    """
-
-    pullback_id: str
-    opened_monotonic: float
-    opened_unix: float
-    geometry: FrameGeometry | None = None
-    dtype_code: int = 0
-    frame_rate_hz: float = 0.0
-    n_frames_expected: int = 0
-    state: str = "open"
-    reason: str | None = None
-    end_index: int | None = None
-    highest: int = -1
-    seen: set = field(default_factory=set)
-    spacing_mm: dict = field(default_factory=dict)
-    position_mm: float = 0.0
-    outstanding: int = 0
-    last_frame_monotonic: float = 0.0
-    last_frame_unix: float = 0.0
-    last_shown: int = -1
-    logged: bool = False  #: the case log has its row
-    counts: dict = field(default_factory=lambda: {
-        "received": 0, "rejected": 0, "shown": 0, "backfilled": 0, "late": 0, "failed": 0,
-        "skipped": 0, "never_received": 0, "out_of_order": 0, "acknowledged": 0})
-    results_dir: str | None = None
-    guidance_delay_s: float | None = None
-
-    def admit(self, header: FrameHeader, max_frames: int) -> None:
-        """Check a frame against the pullback; raises :class:`ProtocolError` to reject it."""
-        index = header.frame_index
-        if self.state != "open" and not (self.state == "ending" and self.end_index is not None
-                                         and self.reason is None):
-            raise ProtocolError("finished_pullback", f"pullback {self.pullback_id} is {self.state}")
-        if index in self.seen:
-            raise ProtocolError("duplicate_frame", f"frame {index} of {self.pullback_id} was already received")
-        if self.end_index is not None and index > self.end_index:
-            raise ProtocolError("frame_after_end", f"frame {index} is after the END frame {self.end_index}")
-        if index >= max_frames:
-            raise ProtocolError("pullback_too_long", f"frame {index} exceeds max_frames_per_pullback={max_frames}")
-        geometry = header.geometry()
-        if self.geometry is not None and (geometry != self.geometry or header.dtype_code != self.dtype_code):
-            raise ProtocolError("geometry_changed", f"frame {index} geometry differs from the pullback's")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,7 +208,8 @@ class Engine:
         self._prepare: list[queue.SimpleQueue] = []  # per worker: geometries to prepare (I/O thread puts)
         self.warmup: dict = {}  # worker 0's warm-up: frames run, failures, time (status)
         self.dicom_export = DicomExport(config, self.results_dir) if config.dicom.write_sr else None
-        self._known_ids: set[str] = set()  # every pullback id in the case log (I/O thread)
+        self.tracker = PullbackTracker(self.cfg.max_open_pullbacks, self.cfg.max_frames_per_pullback,
+                                       self.cfg.pullback_idle_timeout_s, self.cfg.end_grace_s, self.results_dir)
         self._interrupted_ids: set[str] = set()  # left open by a previous run, marked interrupted
         self._readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octguide-results")
         self._phase = "new"  # new -> running -> draining -> closing -> stopped
@@ -274,7 +218,7 @@ class Engine:
         self._wake_endpoint = f"inproc://octguide-wake-{id(self):x}"
         self._started_monotonic = 0.0
         # I/O-thread state
-        self._pullbacks: OrderedDict[str, PullbackState] = OrderedDict()
+        self._pullbacks = self.tracker.pullbacks  # the tracker's, read here for status and results
         self._counters: dict[str, Any] = {
             "received": 0, "accepted": 0, "rejected": {}, "shown": 0, "backfilled": 0, "late": 0,
             "failed": 0, "skipped": {}, "never_received": 0, "acknowledged": 0,
@@ -551,7 +495,7 @@ class Engine:
             for pullback_id in interrupted:
                 self._export(caselog, pullback_id, "interrupted", [], None, {})
                 log.warning("pullback %s was left open by a previous run: marked interrupted", pullback_id)
-            self._known_ids = caselog.known_ids()  # read by the I/O thread only after this
+            self.tracker.known_ids = caselog.known_ids()  # read by the I/O thread only after this
         except BaseException as exc:  # noqa: BLE001 (re-raised by start() in the caller's thread)
             self._errors.append(exc)
             caselog.close()
@@ -806,35 +750,19 @@ class Engine:
         inadmissible = None  # a frame of this pullback with a valid new index, still rejected
         try:
             if pb is None:  # a START: nothing opens unless the frame itself is accepted
-                candidate = self._open(header)
-                candidate.admit(header, self.cfg.max_frames_per_pullback)
+                candidate = self.tracker.candidate(header, time.monotonic(), time.time())
                 pixels = decode_payload(header, parts[1], self.limits)
                 pb = self._register(candidate)
             else:
-                pb.admit(header, self.cfg.max_frames_per_pullback)
+                self.tracker.admit(pb, header)
         except ProtocolError as exc:
             if pb is None or exc.reason not in INDEX_USING_REJECTIONS:
                 self._reject(exc, header, None)
                 return
             inadmissible = exc
-        index = header.frame_index
         if pb.geometry is None:
             self._describe(pb, header)
-        pb.seen.add(index)
-        pb.counts["received"] += 1
-        pb.spacing_mm[index] = header.step_mm
-        pb.last_frame_monotonic = time.monotonic()
-        pb.last_frame_unix = time.time()
-        if header.end_of_pullback:
-            pb.end_index = index
-            pb.state = "ending"
-        if index < pb.highest:
-            pb.counts["out_of_order"] += 1
-        elif index == pb.highest + 1:
-            pb.position_mm += header.step_mm if index else 0.0
-        else:
-            pb.position_mm = index * header.step_mm
-        pb.highest = max(pb.highest, index)
+        self.tracker.note_frame(pb, header, time.monotonic(), time.time())
         if inadmissible is not None:
             self._reject(inadmissible, header, pb)
             return
@@ -851,35 +779,16 @@ class Engine:
         if evicted:
             self._skip(evicted, "overload: pending frame limit reached (server.max_pending_*)")
 
-    def _open(self, header: FrameHeader) -> PullbackState:
-        """The pullback a START frame would open (not registered: :meth:`_register` once the
-        frame is accepted); rejects frames of pullbacks never opened."""
-        pid = header.pullback_id
-        if self._known_pullback(pid):
-            raise ProtocolError("finished_pullback", f"pullback {pid} has already been received")
-        if not header.start_of_pullback:
-            raise ProtocolError("unknown_pullback",
-                                f"pullback {pid} was never opened (no START frame or start_pullback)")
-        if sum(p.state in ("open", "ending") for p in self._pullbacks.values()) >= self.cfg.max_open_pullbacks:
-            raise ProtocolError("too_many_pullbacks",
-                                f"{self.cfg.max_open_pullbacks} pullbacks are open (server.max_open_pullbacks)")
-        now = time.monotonic()
-        return PullbackState(pid, now, time.time(), n_frames_expected=header.n_frames,
-                             last_frame_monotonic=now)
-
     def _new_pullback(self, pid: str, n_frames: int) -> PullbackState:
         now = time.monotonic()
         return self._register(PullbackState(pid, now, time.time(), n_frames_expected=n_frames,
                                             last_frame_monotonic=now))
 
     def _register(self, pb: PullbackState) -> PullbackState:
-        """Open ``pb``: known from now on, counted, announced."""
-        pid, n_frames = pb.pullback_id, pb.n_frames_expected
-        self._pullbacks[pid] = pb
-        self._known_ids.add(pid)
+        """Open ``pb``: known from now on (the tracker), counted, announced."""
+        self.tracker.register(pb)
         self._counters["pullbacks_opened"] += 1
-        self._trim_pullbacks()
-        self._event("pullback_opened", pullback_id=pid, n_frames=n_frames or None)
+        self._event("pullback_opened", pullback_id=pb.pullback_id, n_frames=pb.n_frames_expected or None)
         return pb
 
     def _describe(self, pb: PullbackState, header: FrameHeader) -> None:
@@ -902,15 +811,10 @@ class Engine:
         pb.logged = True
 
     def _known_pullback(self, pullback_id: str) -> bool:
-        """Whether a pullback was ever opened: the case log is the source of truth (a results
-        folder removed by hand does not make its id new again, which would break the case log's
-        UNIQUE pullback id); an existing results folder counts too."""
-        return pullback_id in self._known_ids or (self.results_dir / "pullbacks" / pullback_id).exists()
+        return self.tracker.known(pullback_id)
 
     def _trim_pullbacks(self) -> None:
-        done = [pid for pid, p in self._pullbacks.items() if p.state in ("complete", "incomplete")]
-        for pid in done[: max(0, len(done) - RECENT_PULLBACKS)]:
-            del self._pullbacks[pid]
+        self.tracker.trim()
 
     def _reject(self, exc: ProtocolError, header: FrameHeader | None, pb: PullbackState | None) -> None:
         """Count a rejected frame, report it, and record its fate when its pullback is known."""
@@ -1079,21 +983,10 @@ class Engine:
 
     # pullback completion -----------------------------------------------------------------------------
     def _check_pullbacks(self, now: float) -> None:
-        cfg = self.cfg
-        for pb in list(self._pullbacks.values()):
-            if pb.state == "open" and now - pb.last_frame_monotonic > cfg.pullback_idle_timeout_s:
-                silent = now - pb.last_frame_monotonic
-                pb.state = "ending"
-                pb.reason = (f"sender silent for {silent:.1f} s after frame {pb.highest} "
-                             "without an END frame")
-                self._event("sender_lost", pullback_id=pb.pullback_id, detail=pb.reason)
-            if pb.state != "ending" or pb.outstanding:
-                continue
-            last = pb.end_index if pb.end_index is not None else pb.highest
-            missing = [i for i in range(last + 1) if i not in pb.seen]
-            if missing and pb.reason is None and now - pb.last_frame_monotonic < cfg.end_grace_s:
-                continue
-            self._finalize(pb, "complete" if pb.reason is None else "incomplete", missing)
+        for pb in self.tracker.silent(now):
+            self._event("sender_lost", pullback_id=pb.pullback_id, detail=pb.reason)
+        for done in self.tracker.completions(now):
+            self._finalize(done.pullback, done.state, list(done.missing))
 
     def _finalize(self, pb: PullbackState, state: str, missing: list[int]) -> None:
         for index in missing:
@@ -1121,9 +1014,8 @@ class Engine:
             if pb.state in ("open", "ending"):
                 if pb.reason is None and (pb.state == "open" or pb.outstanding):
                     pb.reason = "the engine stopped before the pullback ended"
-                last = pb.end_index if pb.end_index is not None else pb.highest
-                missing = [i for i in range(last + 1) if i not in pb.seen]
-                self._finalize(pb, "complete" if pb.reason is None else "incomplete", missing)
+                self._finalize(pb, "complete" if pb.reason is None else "incomplete",
+                               self.tracker.missing(pb))
 
     # control ------------------------------------------------------------------------------------------
     def _handle_control(self, sock: zmq.Socket) -> None:
@@ -1294,7 +1186,7 @@ class Engine:
         ``too_many_pullbacks``); a pullback whose sender is silent for ``pullback_idle_timeout_s``
         ends incomplete and frees its place; ``end_grace_s`` waits for missing frames after END."""
         cfg = self.cfg
-        open_now = sum(p.state in ("open", "ending") for p in self._pullbacks.values())
+        open_now = self.tracker.open_count()
         return {"max_open_pullbacks": cfg.max_open_pullbacks, "open_pullbacks": open_now,
                 "pullback_idle_timeout_s": cfg.pullback_idle_timeout_s,
                 "end_grace_s": cfg.end_grace_s,
