@@ -70,7 +70,7 @@ from engine.realtime.messages import (
     Skipped,
     Write,
 )
-from engine.realtime.results import _guidance, guidance_summary, write_results
+from engine.realtime.results import export_pullback
 from engine.realtime.scheduler import FrameJob, FrameScheduler
 from engine.realtime.security import CurveServer, SecurityPolicy, decide
 from engine.realtime.tracker import INDEX_USING_REJECTIONS, PullbackState, PullbackTracker
@@ -105,15 +105,6 @@ INTERRUPTED_REASON = "the engine stopped without closing it"  #: of pullbacks a 
 MONITOR_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 STRUT_STATES = ("apposed", "malapposed", "unknown")
-def _first_live(records: list[dict]) -> dict:
-    """``first_live_ms`` (receipt to send of the first frame shown live) and ``live_median_ms``
-    (median over the live frames) of a pullback's records, ms; None without live frames."""
-    live = [r["latency_ms"]["end_to_end"] for r in sorted(records, key=lambda r: r.get("frame", 0))
-            if r.get("lane") == "live" and "end_to_end" in (r.get("latency_ms") or {})]
-    return {"first_live_ms": round(live[0], 3) if live else None,
-            "live_median_ms": round(float(np.median(live)), 3) if live else None}
-
-
 class EngineError(OctguideError):
     """The engine could not start (a stage, the case log or a socket failed)."""
 
@@ -559,44 +550,10 @@ class Engine:
 
     def _export(self, caselog: CaseLog, pullback_id: str, state: str, spacing: list,
                 reason: str | None, summary: dict) -> dict:
-        """Compute the guidance (complete pullbacks) and write the results folder atomically."""
-        records = caselog.frame_records(pullback_id)
-        row = caselog.pullback(pullback_id) or {}
-        guidance = None
-        counts = summary.get("counts", {})
-        if state == "complete" and records:
-            guidance = _guidance(records, spacing, self.config.guidance)
-            unmeasured = {k: counts[k] for k in ("rejected", "failed", "skipped", "never_received")
-                          if counts.get(k)}
-            if unmeasured:
-                guidance["warnings"].append(
-                    f"{sum(unmeasured.values())} of {len(records)} frames have no measurement ("
-                    + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in unmeasured.items()) + ")")
-        ready_unix = time.time()
-        last = summary.get("last_frame_unix")
-        pullback = {
-            "pullback_id": pullback_id,
-            "status": state,
-            "reason": reason,
-            "model": row.get("model") or self.model,
-            "engine_version": row.get("engine_version") or __version__,
-            "config_hash": row.get("config_hash") or self.config_hash,
-            "counts": counts,
-            "timing": {
-                "opened_unix": row.get("opened_unix"),
-                "last_frame_received_unix": last,
-                "guidance_ready_unix": ready_unix,
-                "guidance_delay_s": round(ready_unix - last, 3) if last else None,
-                **_first_live(records),
-            },
-            **(guidance or {"n_frames": len(records), "warnings": [
-                f"no guidance: the pullback is {state}" + (f" ({reason})" if reason else "")]}),
-        }
-        folder = write_results(self.results_dir / "pullbacks", pullback_id, records, pullback)
-        caselog.finish_pullback(pullback_id, state=state, counts=pullback["counts"],
-                                guidance_summary=guidance_summary(pullback), results_dir=str(folder),
-                                reason=reason)
-        return {"pullback": pullback, "results_dir": str(folder)}
+        """Compute the guidance (complete pullbacks) and write the results folder atomically
+        (:func:`engine.realtime.results.export_pullback`)."""
+        return export_pullback(caselog, self.results_dir / "pullbacks", pullback_id, state, spacing, reason,
+                               summary, self.config.guidance, self.model, self.config_hash)
 
     # -- I/O thread --------------------------------------------------------------------------------
     def _io_main(self) -> None:
