@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from streams.wire.protocol import dumps
+from engine.realtime.encoding import encode
 
 SCHEMA_VERSION = 1
 
@@ -192,4 +192,4 @@ class _Transaction:
 
 def _json(value: Any) -> str | None:
     """Compact JSON (NaN as null, NumPy values as plain ones), or None."""
-    return None if value is None else dumps(value).decode("utf-8")
+    return None if value is None else encode(value).decode("utf-8")

@@ -8,9 +8,11 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from engine import __version__
 from engine.clinical.guidance import pullback_guidance
 from engine.config import GuidanceConfig
 from streams.wire.protocol import dumps
@@ -87,3 +89,60 @@ def percentile_summary(values_ms: list[float] | np.ndarray) -> dict:
     return {"n": int(v.size), "p50": round(float(p[0]), 3), "p99": round(float(p[1]), 3),
             "p99.9": round(float(p[2]), 3), "max": round(float(v.max()), 3),
             "mean": round(float(v.mean()), 3)}
+
+
+def export_pullback(caselog: Any, pullbacks_root: Path, pullback_id: str, state: str, spacing: list,
+                    reason: str | None, summary: dict, guidance_config: Any, model: dict,
+                    config_hash: str) -> dict:
+    """Compute a finished pullback's guidance (complete pullbacks only) from its case-log
+    records, write its results folder atomically and close its case-log row (the writer
+    thread's part of finishing a pullback; no engine state).
+
+    Returns ``{"pullback": the pullback.json dict, "results_dir": str}``.
+    """
+    records = caselog.frame_records(pullback_id)
+    row = caselog.pullback(pullback_id) or {}
+    guidance = None
+    counts = summary.get("counts", {})
+    if state == "complete" and records:
+        guidance = _guidance(records, spacing, guidance_config)
+        unmeasured = {k: counts[k] for k in ("rejected", "failed", "skipped", "never_received")
+                      if counts.get(k)}
+        if unmeasured:
+            guidance["warnings"].append(
+                f"{sum(unmeasured.values())} of {len(records)} frames have no measurement ("
+                + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in unmeasured.items()) + ")")
+    ready_unix = time.time()
+    last = summary.get("last_frame_unix")
+    pullback = {
+        "pullback_id": pullback_id,
+        "status": state,
+        "reason": reason,
+        "model": row.get("model") or model,
+        "engine_version": row.get("engine_version") or __version__,
+        "config_hash": row.get("config_hash") or config_hash,
+        "counts": counts,
+        "timing": {
+            "opened_unix": row.get("opened_unix"),
+            "last_frame_received_unix": last,
+            "guidance_ready_unix": ready_unix,
+            "guidance_delay_s": round(ready_unix - last, 3) if last else None,
+            **_first_live(records),
+        },
+        **(guidance or {"n_frames": len(records), "warnings": [
+            f"no guidance: the pullback is {state}" + (f" ({reason})" if reason else "")]}),
+    }
+    folder = write_results(pullbacks_root, pullback_id, records, pullback)
+    caselog.finish_pullback(pullback_id, state=state, counts=pullback["counts"],
+                            guidance_summary=guidance_summary(pullback), results_dir=str(folder),
+                            reason=reason)
+    return {"pullback": pullback, "results_dir": str(folder)}
+
+
+def _first_live(records: list[dict]) -> dict:
+    """``first_live_ms`` (receipt to send of the first frame shown live) and ``live_median_ms``
+    (median over the live frames) of a pullback's records, ms; None without live frames."""
+    live = [r["latency_ms"]["end_to_end"] for r in sorted(records, key=lambda r: r.get("frame", 0))
+            if r.get("lane") == "live" and "end_to_end" in (r.get("latency_ms") or {})]
+    return {"first_live_ms": round(live[0], 3) if live else None,
+            "live_median_ms": round(float(np.median(live)), 3) if live else None}

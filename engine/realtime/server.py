@@ -28,10 +28,8 @@ import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +55,27 @@ from engine.realtime.control import (
     results_folder,
     safe_id,
 )
-from engine.realtime.results import _guidance, guidance_summary, write_results
+from engine.realtime.dicom_export import DicomExport
+from engine.realtime.encoding import encode
+from engine.realtime.messages import (
+    Acknowledged,
+    Analysed,
+    BeginPullback,
+    ControlReply,
+    FinishPullback,
+    FrameOutcome,
+    FrameRecord,
+    Outgoing,
+    PullbackWritten,
+    Skipped,
+    Write,
+)
+from engine.realtime.results import export_pullback
 from engine.realtime.scheduler import FrameJob, FrameScheduler
 from engine.realtime.security import CurveServer, SecurityPolicy, decide
+from engine.realtime.tracker import INDEX_USING_REJECTIONS, PullbackState, PullbackTracker
+from engine.realtime.warmup import WARM_GEOMETRIES, WIRE_DTYPES, prepare_geometry, wire_frame
 from streams.errors import OctguideError
-from streams.geometry import FrameGeometry
 from streams.wire.protocol import (
     LMODE_ANGLES_DEG,
     PROTOCOL_VERSION,
@@ -85,9 +99,8 @@ log = logging.getLogger(__name__)
 
 FRAME_BURST = 64  #: frames read per poll wake-up before results are handled again
 LATENCY_WINDOW = 2048  #: live end-to-end times kept for the heartbeat's percentiles
-RECENT_PULLBACKS = 64  #: finished pullbacks kept in memory for status queries
 WRITER_BATCH = 256  #: frame records committed per transaction at most
-_STOP = None  #: the writer queue's end marker
+_STOP = object()  #: the writer queue's end marker (not None: the batching loop holds None as "nothing held")
 INTERRUPTED_REASON = "the engine stopped without closing it"  #: of pullbacks a previous run left open
 MONITOR_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
@@ -99,57 +112,6 @@ class EngineError(OctguideError):
 # ---------------------------------------------------------------------------------------------
 # Per-pullback bookkeeping (I/O thread only)
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class PullbackState:
-    """What the I/O thread knows of one pullback.
-
-    States: ``open`` (accepting frames), ``ending`` (END seen, stopped, or the sender went
-    silent: waiting for outstanding frames), ``finalizing`` (handed to the writer), ``complete``
-    or ``incomplete``.
-    """
-
-    pullback_id: str
-    opened_monotonic: float
-    opened_unix: float
-    geometry: FrameGeometry | None = None
-    dtype_code: int = 0
-    frame_rate_hz: float = 0.0
-    n_frames_expected: int = 0
-    state: str = "open"
-    reason: str | None = None
-    end_index: int | None = None
-    highest: int = -1
-    seen: set = field(default_factory=set)
-    spacing_mm: dict = field(default_factory=dict)
-    position_mm: float = 0.0
-    outstanding: int = 0
-    last_frame_monotonic: float = 0.0
-    last_frame_unix: float = 0.0
-    last_shown: int = -1
-    logged: bool = False  #: the case log has its row
-    counts: dict = field(default_factory=lambda: {
-        "received": 0, "rejected": 0, "shown": 0, "backfilled": 0, "late": 0, "failed": 0,
-        "skipped": 0, "never_received": 0, "out_of_order": 0, "acknowledged": 0})
-    results_dir: str | None = None
-    guidance_delay_s: float | None = None
-
-    def admit(self, header: FrameHeader, max_frames: int) -> None:
-        """Check a frame against the pullback; raises :class:`ProtocolError` to reject it."""
-        index = header.frame_index
-        if self.state != "open" and not (self.state == "ending" and self.end_index is not None
-                                         and self.reason is None):
-            raise ProtocolError("finished_pullback", f"pullback {self.pullback_id} is {self.state}")
-        if index in self.seen:
-            raise ProtocolError("duplicate_frame", f"frame {index} of {self.pullback_id} was already received")
-        if self.end_index is not None and index > self.end_index:
-            raise ProtocolError("frame_after_end", f"frame {index} is after the END frame {self.end_index}")
-        if index >= max_frames:
-            raise ProtocolError("pullback_too_long", f"frame {index} exceeds max_frames_per_pullback={max_frames}")
-        geometry = header.geometry()
-        if self.geometry is not None and (geometry != self.geometry or header.dtype_code != self.dtype_code):
-            raise ProtocolError("geometry_changed", f"frame {index} geometry differs from the pullback's")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,7 +196,11 @@ class Engine:
         self._writer_ready = threading.Event()
         self._errors: list[BaseException] = []
         self._failure_log = FailureLog()
-        self._known_ids: set[str] = set()  # every pullback id in the case log (I/O thread)
+        self._prepare: list[queue.SimpleQueue] = []  # per worker: geometries to prepare (I/O thread puts)
+        self.warmup: dict = {}  # worker 0's warm-up: frames run, failures, time (status)
+        self.dicom_export = DicomExport(config, self.results_dir) if config.dicom.write_sr else None
+        self.tracker = PullbackTracker(self.cfg.max_open_pullbacks, self.cfg.max_frames_per_pullback,
+                                       self.cfg.pullback_idle_timeout_s, self.cfg.end_grace_s, self.results_dir)
         self._interrupted_ids: set[str] = set()  # left open by a previous run, marked interrupted
         self._readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octguide-results")
         self._phase = "new"  # new -> running -> draining -> closing -> stopped
@@ -243,7 +209,7 @@ class Engine:
         self._wake_endpoint = f"inproc://octguide-wake-{id(self):x}"
         self._started_monotonic = 0.0
         # I/O-thread state
-        self._pullbacks: OrderedDict[str, PullbackState] = OrderedDict()
+        self._pullbacks = self.tracker.pullbacks  # the tracker's, read here for status and results
         self._counters: dict[str, Any] = {
             "received": 0, "accepted": 0, "rejected": {}, "shown": 0, "backfilled": 0, "late": 0,
             "failed": 0, "skipped": {}, "never_received": 0, "acknowledged": 0,
@@ -256,7 +222,7 @@ class Engine:
         self._latency = np.full(LATENCY_WINDOW, np.nan)
         self._latency_n = 0
         self._subscriptions: set[bytes] = set()
-        self._seq = 0
+        self._topic_seq: dict[bytes, int] = {}  # per display topic: messages published
         self._status_seq = 0
         self._sock: dict[str, zmq.Socket] = {}
 
@@ -287,6 +253,7 @@ class Engine:
             self._writer.start()
             self._wait(self._writer_ready, "the case log")
             stages_ready = [threading.Event() for _ in range(cfg.workers)]
+            self._prepare = [queue.SimpleQueue() for _ in range(cfg.workers)]
             for k, ready in enumerate(stages_ready):
                 worker = threading.Thread(target=self._worker_main, args=(k, ready),
                                           name=f"octguide-worker-{k}", daemon=True)
@@ -333,7 +300,7 @@ class Engine:
         self.scheduler.wait_idle(self.cfg.stop_drain_s if drain_s is None else drain_s)
         leftovers = self.scheduler.drain()
         if leftovers:
-            self._post(("skip", leftovers, "engine stopped before analysing it"))
+            self._post(Skipped(tuple(leftovers), "engine stopped before analysing it"))
         self.scheduler.close()
         for worker in self._workers:
             worker.join()
@@ -353,6 +320,8 @@ class Engine:
             self._writes.put(_STOP)
         if self._writer is not None:
             self._writer.join(timeout=60)
+        if self.dicom_export is not None:
+            self.dicom_export.close()
         if self._curve is not None:
             self._curve.stop()
         if self.context is not None:
@@ -387,17 +356,19 @@ class Engine:
             wake = self.context.socket(zmq.PUSH)
             wake.linger = 0
             wake.connect(self._wake_endpoint)
-            ready.set()
             grid = CartesianGrid(self.cfg.image_size_px, self.cfg.image_fov_mm)
             orientation = getattr(stage, "orientation", DisplayOrientation())
+            prepared = self._warm_up(k, stage, grid, orientation)
+            ready.set()
             while True:
+                self._prepare_geometries(k, stage, prepared)
                 job = self.scheduler.take(timeout_s=0.25)
                 if job is None:
                     if self.scheduler.closed:
                         break
                     continue
                 try:
-                    self._post(("result", job, self._analyse(stage, job, grid, orientation)))
+                    self._post(Analysed(job, self._analyse(stage, job, grid, orientation)))
                 finally:
                     self.scheduler.done(job)
                 self._wake(wake)
@@ -409,8 +380,53 @@ class Engine:
                 wake.close()
             stage.stop()
 
+    def _warm_up(self, k: int, stage: AnalysisStage, grid: CartesianGrid,
+                 orientation: DisplayOrientation) -> set:
+        """Run the whole per-frame path on live-typed warm frames (engine/realtime/warmup.py)
+        of every wire dtype and warm geometry, so the first live frame compiles and builds
+        nothing. A warm frame that fails is counted and logged, never fatal (a stage may refuse
+        an all-zero frame). Returns the (geometry, dtype) pairs prepared."""
+        t0 = time.perf_counter()
+        prepared: set = set()
+        failed: list[str] = []
+        for geometry in WARM_GEOMETRIES:
+            for dtype in WIRE_DTYPES:
+                frame = wire_frame(geometry, dtype)
+                job = FrameJob(frame, time.perf_counter_ns(), frame.pixels.nbytes)
+                job.started_ns = job.received_ns
+                try:
+                    self._analyse_frame(stage, job, grid, orientation, 0.0, time.perf_counter(),
+                                        image_wanted=self.cfg.render_image,
+                                        display_wanted=self.cfg.render_image)
+                except Exception as exc:  # noqa: BLE001 (warm-up is best effort: counted, reported)
+                    failed.append(f"{geometry.n_alines}x{geometry.n_samples} {np.dtype(dtype)}: "
+                                  f"{type(exc).__name__}: {exc}"[:200])
+                prepared.add((geometry, np.dtype(dtype)))
+        if k == 0:
+            self.warmup = {"frames": len(prepared), "failed": len(failed), "failures": failed[:3],
+                           "ms": round((time.perf_counter() - t0) * 1e3, 1), "geometries_prepared": 0}
+        if failed:
+            log.warning("worker %d: %d warm-up frames failed (first: %s)", k, len(failed), failed[0])
+        return prepared
+
+    def _prepare_geometries(self, k: int, stage: AnalysisStage, prepared: set) -> None:
+        """Build the tables of geometries the I/O thread saw on a START (``_describe``) before
+        taking the next frame; a failure here is the frame's to report, not the worker's."""
+        requests = self._prepare[k] if k < len(self._prepare) else None
+        while requests is not None and not requests.empty():
+            geometry, dtype = requests.get_nowait()
+            if (geometry, dtype) in prepared:
+                continue
+            prepared.add((geometry, dtype))
+            try:
+                if prepare_geometry(stage, geometry, dtype) and k == 0:
+                    self.warmup["geometries_prepared"] = self.warmup.get("geometries_prepared", 0) + 1
+            except Exception as exc:  # noqa: BLE001 (the frame itself will fail with the reason)
+                log.warning("worker %d: preparing geometry %s failed: %s: %s", k, geometry,
+                            type(exc).__name__, exc)
+
     def _analyse(self, stage: AnalysisStage, job: FrameJob, grid: CartesianGrid,
-                 orientation: DisplayOrientation) -> dict:
+                 orientation: DisplayOrientation) -> FrameOutcome:
         """Run the whole per-frame path (stage, overlay build, render, encoding) on one frame;
         never raises: any exception becomes a ``failed`` frame whose record is rejected with
         the reason (logged through :attr:`_failure_log`, throttled)."""
@@ -425,20 +441,22 @@ class Engine:
             record = {"frame": frame.index, "status": "rejected", "reason": reason}
             latency = {"queue": queue_ms, "analysis": (time.perf_counter() - start) * 1e3}
             try:
-                overlay = dumps(build_overlay(record, frame, grid, orientation, latency))
+                overlay = encode(build_overlay(record, frame, grid, orientation, latency))
             except Exception:  # noqa: BLE001 (the overlay build itself failed: a bare rejected overlay)
-                overlay = dumps({"frame": frame.index, "status": "rejected", "reason": reason})
-            return {"record": record, "latency": latency, "overlay": overlay, "image": None,
-                    "grey": None, "lmode": None, "failed": True}
+                overlay = encode({"frame": frame.index, "status": "rejected", "reason": reason})
+            return FrameOutcome(record, latency, overlay, failed=True)
 
     def _analyse_frame(self, stage: AnalysisStage, job: FrameJob, grid: CartesianGrid,
-                       orientation: DisplayOrientation, queue_ms: float, start: float) -> dict:
+                       orientation: DisplayOrientation, queue_ms: float, start: float, *,
+                       image_wanted: bool | None = None, display_wanted: bool | None = None
+                       ) -> FrameOutcome:
         frame = job.frame
         result = stage.process(frame)
         latency = {"queue": queue_ms, **result.latency_ms}
         overlay = build_overlay(result.record, frame, grid, orientation, latency)
         image = grey = lmode = None
-        image_wanted, display_wanted = self._image_wanted, self._display_wanted
+        image_wanted = self._image_wanted if image_wanted is None else image_wanted
+        display_wanted = self._display_wanted if display_wanted is None else display_wanted
         if self.cfg.render_image and (image_wanted or display_wanted) and result.image is not None:
             t = time.perf_counter()
             grey = display_grey(result.image)
@@ -449,11 +467,10 @@ class Engine:
             latency["render"] = (time.perf_counter() - t) * 1e3
         latency["analysis"] = (time.perf_counter() - start) * 1e3
         overlay["latency_ms"] = {k: round(v, 3) for k, v in latency.items()}
-        return {"record": dict(result.record), "latency": latency, "overlay": dumps(overlay),
-                "image": image, "grey": grey if display_wanted else None, "lmode": lmode,
-                "failed": False}
+        return FrameOutcome(dict(result.record), latency, encode(overlay), image,
+                            grey if display_wanted else None, lmode)
 
-    def _post(self, item: tuple) -> None:
+    def _post(self, item: Outgoing) -> None:
         self._outbox.put(item)
 
     # -- writer thread -----------------------------------------------------------------------------
@@ -469,7 +486,7 @@ class Engine:
             for pullback_id in interrupted:
                 self._export(caselog, pullback_id, "interrupted", [], None, {})
                 log.warning("pullback %s was left open by a previous run: marked interrupted", pullback_id)
-            self._known_ids = caselog.known_ids()  # read by the I/O thread only after this
+            self.tracker.known_ids = caselog.known_ids()  # read by the I/O thread only after this
         except BaseException as exc:  # noqa: BLE001 (re-raised by start() in the caller's thread)
             self._errors.append(exc)
             caselog.close()
@@ -483,14 +500,14 @@ class Engine:
                 held = None
                 if item is _STOP:
                     break
-                if item[0] == "frames":
+                if isinstance(item, FrameRecord):
                     batch = [item]
                     while len(batch) < WRITER_BATCH:
                         try:
                             held = self._writes.get_nowait()
                         except queue.Empty:
                             break
-                        if held is _STOP or held[0] != "frames":
+                        if not isinstance(held, FrameRecord):
                             break
                         batch.append(held)
                         held = None
@@ -513,65 +530,30 @@ class Engine:
         except zmq.Again:
             pass  # wake-ups are queued already
 
-    def _commit_frames(self, caselog: CaseLog, batch: list) -> None:
+    def _commit_frames(self, caselog: CaseLog, batch: list[FrameRecord]) -> None:
         if not batch:
             return
         by_pullback: dict[str, list[dict]] = {}
-        for _, pullback_id, record in batch:
-            by_pullback.setdefault(pullback_id, []).append(record)
+        for item in batch:
+            by_pullback.setdefault(item.pullback_id, []).append(item.record)
         for pullback_id, records in by_pullback.items():
             caselog.add_frames(pullback_id, records)
-            self._post(("ack", pullback_id, [r["frame"] for r in records]))
+            self._post(Acknowledged(pullback_id, tuple(r["frame"] for r in records)))
 
-    def _write_one(self, caselog: CaseLog, item: tuple) -> None:
-        kind = item[0]
-        if kind == "begin":
-            _, pullback_id, kwargs = item
-            caselog.begin_pullback(pullback_id, **kwargs)
-        elif kind == "finish":
-            _, pullback_id, state, reason, spacing, summary = item
-            result = self._export(caselog, pullback_id, state, spacing, reason, summary)
-            self._post(("finished", pullback_id, result))
+    def _write_one(self, caselog: CaseLog, item: Write) -> None:
+        if isinstance(item, BeginPullback):
+            caselog.begin_pullback(item.pullback_id, **item.fields)
+        elif isinstance(item, FinishPullback):
+            result = self._export(caselog, item.pullback_id, item.state, list(item.spacing_mm),
+                                  item.reason, item.summary)
+            self._post(PullbackWritten(item.pullback_id, result["pullback"], result["results_dir"]))
 
     def _export(self, caselog: CaseLog, pullback_id: str, state: str, spacing: list,
                 reason: str | None, summary: dict) -> dict:
-        """Compute the guidance (complete pullbacks) and write the results folder atomically."""
-        records = caselog.frame_records(pullback_id)
-        row = caselog.pullback(pullback_id) or {}
-        guidance = None
-        counts = summary.get("counts", {})
-        if state == "complete" and records:
-            guidance = _guidance(records, spacing, self.config.guidance)
-            unmeasured = {k: counts[k] for k in ("rejected", "failed", "skipped", "never_received")
-                          if counts.get(k)}
-            if unmeasured:
-                guidance["warnings"].append(
-                    f"{sum(unmeasured.values())} of {len(records)} frames have no measurement ("
-                    + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in unmeasured.items()) + ")")
-        ready_unix = time.time()
-        last = summary.get("last_frame_unix")
-        pullback = {
-            "pullback_id": pullback_id,
-            "status": state,
-            "reason": reason,
-            "model": row.get("model") or self.model,
-            "engine_version": row.get("engine_version") or __version__,
-            "config_hash": row.get("config_hash") or self.config_hash,
-            "counts": counts,
-            "timing": {
-                "opened_unix": row.get("opened_unix"),
-                "last_frame_received_unix": last,
-                "guidance_ready_unix": ready_unix,
-                "guidance_delay_s": round(ready_unix - last, 3) if last else None,
-            },
-            **(guidance or {"n_frames": len(records), "warnings": [
-                f"no guidance: the pullback is {state}" + (f" ({reason})" if reason else "")]}),
-        }
-        folder = write_results(self.results_dir / "pullbacks", pullback_id, records, pullback)
-        caselog.finish_pullback(pullback_id, state=state, counts=pullback["counts"],
-                                guidance_summary=guidance_summary(pullback), results_dir=str(folder),
-                                reason=reason)
-        return {"pullback": pullback, "results_dir": str(folder)}
+        """Compute the guidance (complete pullbacks) and write the results folder atomically
+        (:func:`engine.realtime.results.export_pullback`)."""
+        return export_pullback(caselog, self.results_dir / "pullbacks", pullback_id, state, spacing, reason,
+                               summary, self.config.guidance, self.model, self.config_hash)
 
     # -- I/O thread --------------------------------------------------------------------------------
     def _io_main(self) -> None:
@@ -721,33 +703,29 @@ class Engine:
             self._reject(exc, None, None)
             return
         pb = self._pullbacks.get(header.pullback_id)
+        pixels = None
+        inadmissible = None  # a frame of this pullback with a valid new index, still rejected
         try:
-            if pb is None:
-                pb = self._open(header)
-            pb.admit(header, self.cfg.max_frames_per_pullback)
+            if pb is None:  # a START: nothing opens unless the frame itself is accepted
+                candidate = self.tracker.candidate(header, time.monotonic(), time.time())
+                pixels = decode_payload(header, parts[1], self.limits)
+                pb = self._register(candidate)
+            else:
+                self.tracker.admit(pb, header)
         except ProtocolError as exc:
-            self._reject(exc, header, None)
-            return
-        index = header.frame_index
+            if pb is None or exc.reason not in INDEX_USING_REJECTIONS:
+                self._reject(exc, header, None)
+                return
+            inadmissible = exc
         if pb.geometry is None:
             self._describe(pb, header)
-        pb.seen.add(index)
-        pb.counts["received"] += 1
-        pb.spacing_mm[index] = header.step_mm
-        pb.last_frame_monotonic = time.monotonic()
-        pb.last_frame_unix = time.time()
-        if header.end_of_pullback:
-            pb.end_index = index
-            pb.state = "ending"
-        if index < pb.highest:
-            pb.counts["out_of_order"] += 1
-        elif index == pb.highest + 1:
-            pb.position_mm += header.step_mm if index else 0.0
-        else:
-            pb.position_mm = index * header.step_mm
-        pb.highest = max(pb.highest, index)
+        self.tracker.note_frame(pb, header, time.monotonic(), time.time())
+        if inadmissible is not None:
+            self._reject(inadmissible, header, pb)
+            return
         try:
-            pixels = decode_payload(header, parts[1], self.limits)
+            if pixels is None:
+                pixels = decode_payload(header, parts[1], self.limits)
         except ProtocolError as exc:
             self._reject(exc, header, pb)
             return
@@ -758,27 +736,16 @@ class Engine:
         if evicted:
             self._skip(evicted, "overload: pending frame limit reached (server.max_pending_*)")
 
-    def _open(self, header: FrameHeader) -> PullbackState:
-        """Open a pullback on its START frame; reject frames of pullbacks never opened."""
-        pid = header.pullback_id
-        if self._known_pullback(pid):
-            raise ProtocolError("finished_pullback", f"pullback {pid} has already been received")
-        if not header.start_of_pullback:
-            raise ProtocolError("unknown_pullback",
-                                f"pullback {pid} was never opened (no START frame or start_pullback)")
-        if sum(p.state in ("open", "ending") for p in self._pullbacks.values()) >= self.cfg.max_open_pullbacks:
-            raise ProtocolError("too_many_pullbacks",
-                                f"{self.cfg.max_open_pullbacks} pullbacks are open (server.max_open_pullbacks)")
-        return self._new_pullback(pid, header.n_frames)
-
     def _new_pullback(self, pid: str, n_frames: int) -> PullbackState:
         now = time.monotonic()
-        pb = PullbackState(pid, now, time.time(), n_frames_expected=n_frames, last_frame_monotonic=now)
-        self._pullbacks[pid] = pb
-        self._known_ids.add(pid)
+        return self._register(PullbackState(pid, now, time.time(), n_frames_expected=n_frames,
+                                            last_frame_monotonic=now))
+
+    def _register(self, pb: PullbackState) -> PullbackState:
+        """Open ``pb``: known from now on (the tracker), counted, announced."""
+        self.tracker.register(pb)
         self._counters["pullbacks_opened"] += 1
-        self._trim_pullbacks()
-        self._event("pullback_opened", pullback_id=pid, n_frames=n_frames or None)
+        self._event("pullback_opened", pullback_id=pb.pullback_id, n_frames=pb.n_frames_expected or None)
         return pb
 
     def _describe(self, pb: PullbackState, header: FrameHeader) -> None:
@@ -787,11 +754,13 @@ class Engine:
         pb.dtype_code = header.dtype_code
         pb.frame_rate_hz = header.frame_rate_hz
         pb.n_frames_expected = pb.n_frames_expected or header.n_frames
+        for requests in self._prepare:  # tables for this geometry before the frame is analysed
+            requests.put((pb.geometry, np.dtype(header.dtype)))
         geometry = {**{k: getattr(pb.geometry, k) for k in (
             "n_alines", "n_samples", "aline_spacing_mm", "refractive_index", "refractive_index_applied",
             "n_padded_alines", "rotation", "intensity")}, "dtype": str(header.dtype),
             "frame_spacing_mm": header.step_mm, "pullback_rate_mm_s": header.pullback_rate_mm_s}
-        self._writes.put(("begin", pb.pullback_id, {
+        self._writes.put(BeginPullback(pb.pullback_id, {
             "geometry": geometry, "frame_rate_hz": header.frame_rate_hz,
             "n_frames_expected": pb.n_frames_expected or None, "model": self.model,
             "engine_version": __version__, "config_hash": self.config_hash,
@@ -799,15 +768,10 @@ class Engine:
         pb.logged = True
 
     def _known_pullback(self, pullback_id: str) -> bool:
-        """Whether a pullback was ever opened: the case log is the source of truth (a results
-        folder removed by hand does not make its id new again, which would break the case log's
-        UNIQUE pullback id); an existing results folder counts too."""
-        return pullback_id in self._known_ids or (self.results_dir / "pullbacks" / pullback_id).exists()
+        return self.tracker.known(pullback_id)
 
     def _trim_pullbacks(self) -> None:
-        done = [pid for pid, p in self._pullbacks.items() if p.state in ("complete", "incomplete")]
-        for pid in done[: max(0, len(done) - RECENT_PULLBACKS)]:
-            del self._pullbacks[pid]
+        self.tracker.trim()
 
     def _reject(self, exc: ProtocolError, header: FrameHeader | None, pb: PullbackState | None) -> None:
         """Count a rejected frame, report it, and record its fate when its pullback is known."""
@@ -841,7 +805,7 @@ class Engine:
         record["audit"] = self._audit()
         if not pb.logged:  # a frame rejected before any frame described the pullback
             return
-        self._writes.put(("frames", pb.pullback_id, record))
+        self._writes.put(FrameRecord(pb.pullback_id, record))
 
     def _audit(self) -> dict:
         return {"model": self.model, "engine_version": __version__, "config_hash": self.config_hash}
@@ -853,26 +817,25 @@ class Engine:
                 item = self._outbox.get_nowait()
             except queue.Empty:
                 return
-            kind = item[0]
-            if kind == "result":
-                self._publish_result(item[1], item[2])
-            elif kind == "ack":
-                self._acknowledge(item[1], item[2])
-            elif kind == "finished":
-                self._finished(item[1], item[2])
-            elif kind == "skip":
-                self._skip(item[1], item[2])
-            elif kind == "reply":  # a control reply prepared off the I/O thread
-                if not item[2]["ok"]:
+            if isinstance(item, Analysed):
+                self._publish_result(item.job, item.outcome)
+            elif isinstance(item, Acknowledged):
+                self._acknowledge(item.pullback_id, list(item.frames))
+            elif isinstance(item, PullbackWritten):
+                self._finished(item.pullback_id, {"pullback": item.pullback, "results_dir": item.results_dir})
+            elif isinstance(item, Skipped):
+                self._skip(list(item.jobs), item.reason)
+            elif isinstance(item, ControlReply):  # a control reply prepared off the I/O thread
+                if not item.reply["ok"]:
                     self._counters["control_errors"] += 1
-                self._sock["control"].send_multipart([*item[1], dumps(item[2]), *item[3]])
+                self._sock["control"].send_multipart([*item.route, dumps(item.reply), *item.parts])
 
-    def _publish_result(self, job: FrameJob, out: dict) -> None:
+    def _publish_result(self, job: FrameJob, out: FrameOutcome) -> None:
         frame = job.frame
         pb = self._pullbacks.get(frame.pullback_id)
-        record, latency = out["record"], out["latency"]
+        record, latency = out.record, out.latency_ms
         c = self._counters
-        if out["failed"]:
+        if out.failed:
             fate, topic = "failed", TOPIC_OVERLAY if job.lane == "live" else TOPIC_BACKFILL
             rejected = c["rejected"]
             rejected["analysis_error"] = rejected.get("analysis_error", 0) + 1
@@ -889,24 +852,24 @@ class Engine:
         envelope = self._envelope(frame.pullback_id, frame.index, job.lane, record.get("status"))
         end_to_end_ms = (time.perf_counter_ns() - job.received_ns) / 1e6
         envelope["end_to_end_ms"] = round(end_to_end_ms, 3)
-        parts = [out["overlay"]]
-        if out["lmode"] is not None:
+        parts = [out.overlay]
+        if out.lmode is not None:
             envelope["lmode"] = {"angles_deg": list(LMODE_ANGLES_DEG),
-                                 "length_px": int(out["lmode"].shape[1]), "dtype": "uint8"}
-            parts.append(out["lmode"])
-        self._send(self._sock["overlay"], topic, [dumps(envelope), *parts])
+                                 "length_px": int(out.lmode.shape[1]), "dtype": "uint8"}
+            parts.append(out.lmode)
+        self._send(self._sock["overlay"], topic, envelope, parts)
         envelope.pop("lmode", None)
-        if out["image"] is not None and topic == TOPIC_OVERLAY:
-            image = out["image"]
+        if out.image is not None and topic == TOPIC_OVERLAY:
+            image = out.image
             envelope["image"] = {"shape": list(image.shape), "dtype": "uint8", "colour": "BGR",
                                  "fov_mm": self.cfg.image_fov_mm}
-            if self._send(self._sock["overlay"], TOPIC_IMAGE, [dumps(envelope), image]):
+            if self._send(self._sock["overlay"], TOPIC_IMAGE, envelope, [image]):
                 c["images_published"] += 1
-        if out["grey"] is not None:  # every lane: a display scrubbing back needs backfill frames too
-            grey = out["grey"]
+        if out.grey is not None:  # every lane: a display scrubbing back needs backfill frames too
+            grey = out.grey
             envelope["image"] = {"shape": list(grey.shape), "dtype": "uint8", "colour": "GREY",
                                  "fov_mm": self.cfg.image_fov_mm}
-            if self._send(self._sock["overlay"], TOPIC_DISPLAY, [dumps(envelope), grey]):
+            if self._send(self._sock["overlay"], TOPIC_DISPLAY, envelope, [grey]):
                 c["images_published"] += 1
         if fate == "shown":
             self._latency[self._latency_n % LATENCY_WINDOW] = end_to_end_ms
@@ -922,22 +885,29 @@ class Engine:
         self._record(pb, record)
 
     def _envelope(self, pullback_id: str, frame: int | None, lane: str | None, status: str | None) -> dict:
-        self._seq += 1
-        return {"v": PROTOCOL_VERSION, "seq": self._seq, "pullback_id": pullback_id, "frame": frame,
+        """The envelope of a display message; ``seq`` is set by :meth:`_send` per topic."""
+        return {"v": PROTOCOL_VERSION, "seq": None, "pullback_id": pullback_id, "frame": frame,
                 "lane": lane, "status": status, "sent_unix_ns": time.time_ns(), **self._audit()}
 
-    def _send(self, sock: zmq.Socket, topic: bytes, parts: list) -> bool:
-        """Publish without ever blocking; counts messages that no display subscribes to."""
+    def _send(self, sock: zmq.Socket, topic: bytes, envelope: dict, parts: list) -> bool:
+        """Publish without ever blocking; counts messages that no display subscribes to.
+
+        ``envelope["seq"]`` is the topic's own sequence number, taken only for a message that
+        goes out: +1 per message published on that topic, so a display subscribed to any set of
+        topics sees, per topic, consecutive numbers unless it lost a message."""
         subscribed = any(topic.startswith(s) for s in self._subscriptions)
         overlay = topic in (TOPIC_OVERLAY, TOPIC_BACKFILL)
         if not subscribed:
             if overlay:
                 self._counters["overlays_without_display"] += 1
             return False
+        seq = self._topic_seq.get(topic, 0) + 1
+        envelope["seq"] = seq
         try:
-            sock.send_multipart([topic, *parts], zmq.NOBLOCK, copy=False)
+            sock.send_multipart([topic, encode(envelope), *parts], zmq.NOBLOCK, copy=False)
         except zmq.Again:  # XPUB drops per subscriber at its HWM; this is the whole socket refusing
             return False
+        self._topic_seq[topic] = seq
         if overlay:
             self._counters["overlays_published"] += 1
         return True
@@ -960,7 +930,9 @@ class Engine:
         envelope = self._envelope(pullback_id, None, None, pullback["status"])
         if pullback["status"] == "complete":
             self._counters["guidance_published"] += 1
-            self._send(self._sock["overlay"], TOPIC_GUIDANCE, [dumps(envelope), dumps(pullback)])
+            self._send(self._sock["overlay"], TOPIC_GUIDANCE, envelope, [dumps(pullback)])
+            if self.dicom_export is not None:  # SR + key images, sent: on the export's own thread
+                self.dicom_export.submit(pullback_id, result["results_dir"])
         self._event(f"pullback_{pullback['status']}", pullback_id=pullback_id,
                     results_dir=result["results_dir"], reason=pullback.get("reason"),
                     guidance_delay_s=pullback["timing"]["guidance_delay_s"])
@@ -968,21 +940,10 @@ class Engine:
 
     # pullback completion -----------------------------------------------------------------------------
     def _check_pullbacks(self, now: float) -> None:
-        cfg = self.cfg
-        for pb in list(self._pullbacks.values()):
-            if pb.state == "open" and now - pb.last_frame_monotonic > cfg.pullback_idle_timeout_s:
-                silent = now - pb.last_frame_monotonic
-                pb.state = "ending"
-                pb.reason = (f"sender silent for {silent:.1f} s after frame {pb.highest} "
-                             "without an END frame")
-                self._event("sender_lost", pullback_id=pb.pullback_id, detail=pb.reason)
-            if pb.state != "ending" or pb.outstanding:
-                continue
-            last = pb.end_index if pb.end_index is not None else pb.highest
-            missing = [i for i in range(last + 1) if i not in pb.seen]
-            if missing and pb.reason is None and now - pb.last_frame_monotonic < cfg.end_grace_s:
-                continue
-            self._finalize(pb, "complete" if pb.reason is None else "incomplete", missing)
+        for pb in self.tracker.silent(now):
+            self._event("sender_lost", pullback_id=pb.pullback_id, detail=pb.reason)
+        for done in self.tracker.completions(now):
+            self._finalize(done.pullback, done.state, list(done.missing))
 
     def _finalize(self, pb: PullbackState, state: str, missing: list[int]) -> None:
         for index in missing:
@@ -1001,7 +962,7 @@ class Engine:
         spacing = [pb.spacing_mm.get(i, pb.spacing_mm.get(0, 0.0)) for i in range(last + 1)]
         counts = {k: v for k, v in pb.counts.items() if k != "acknowledged"}  # still rising: a gauge
         summary = {"counts": counts, "last_frame_unix": pb.last_frame_unix}
-        self._writes.put(("finish", pb.pullback_id, state, pb.reason, spacing, summary))
+        self._writes.put(FinishPullback(pb.pullback_id, state, pb.reason, tuple(spacing), summary))
 
     def _close_pullbacks(self) -> None:
         """Engine closing: every pullback still open or ending is finished now."""
@@ -1010,9 +971,8 @@ class Engine:
             if pb.state in ("open", "ending"):
                 if pb.reason is None and (pb.state == "open" or pb.outstanding):
                     pb.reason = "the engine stopped before the pullback ended"
-                last = pb.end_index if pb.end_index is not None else pb.highest
-                missing = [i for i in range(last + 1) if i not in pb.seen]
-                self._finalize(pb, "complete" if pb.reason is None else "incomplete", missing)
+                self._finalize(pb, "complete" if pb.reason is None else "incomplete",
+                               self.tracker.missing(pb))
 
     # control ------------------------------------------------------------------------------------------
     def _handle_control(self, sock: zmq.Socket) -> None:
@@ -1069,7 +1029,7 @@ class Engine:
             except OSError:
                 parts, reply = [], {"ok": False, "error": f"no results for pullback {pid}",
                                     "id": request.id}
-            self._post(("reply", route, reply, parts))
+            self._post(ControlReply(tuple(route), reply, tuple(parts)))
             wake = self.context.socket(zmq.PUSH)
             wake.linger = 0
             try:
@@ -1167,6 +1127,8 @@ class Engine:
             pass  # PUB never blocks; a full pipe drops for that subscriber only
 
     def _heartbeat(self) -> None:
+        if self.dicom_export is not None:
+            self.dicom_export.poll()
         self._status_seq += 1
         message = {"v": PROTOCOL_VERSION, "seq": self._status_seq, "unix_ns": time.time_ns(),
                    **self._status_message()}
@@ -1174,6 +1136,18 @@ class Engine:
             self._sock["status"].send_multipart([TOPIC_HEARTBEAT, dumps(message)], zmq.NOBLOCK)
         except zmq.Again:
             pass
+
+    def _admission(self) -> dict:
+        """The pullback admission policy in force (docs/results.md, "Admission"): at most
+        ``max_open_pullbacks`` open or ending at once (a START beyond it is rejected
+        ``too_many_pullbacks``); a pullback whose sender is silent for ``pullback_idle_timeout_s``
+        ends incomplete and frees its place; ``end_grace_s`` waits for missing frames after END."""
+        cfg = self.cfg
+        open_now = self.tracker.open_count()
+        return {"max_open_pullbacks": cfg.max_open_pullbacks, "open_pullbacks": open_now,
+                "pullback_idle_timeout_s": cfg.pullback_idle_timeout_s,
+                "end_grace_s": cfg.end_grace_s,
+                "max_frames_per_pullback": cfg.max_frames_per_pullback}
 
     def _counter_snapshot(self) -> dict:
         c = self._counters
@@ -1195,12 +1169,15 @@ class Engine:
             "config_hash": self.config_hash,
             "model": self.model,
             "stage": self.stage_status,
+            "warmup": self.warmup,
             "backends": self.backends,
             "fallbacks": self.fallbacks,
             "security": self.policy.describe() if self.policy else None,
             "endpoints": self.endpoints,
             "counters": self._counter_snapshot(),
             "scheduler": self.scheduler.snapshot(),
+            "admission": self._admission(),
+            "dicom": self.dicom_export.status() if self.dicom_export is not None else {"write_sr": False},
             "end_to_end_ms": latency,
             "displays": sorted(s.decode("ascii", "replace") for s in self._subscriptions),
             "pullbacks": {pid: self._pullback_status(pb) for pid, pb in self._pullbacks.items()

@@ -18,6 +18,7 @@ from engine.analysis.stages import MetalAnalysis
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation
 from engine.config import Config
 from engine.display.overlay import build_overlay, render_overlay
+from engine.realtime.messages import Analysed
 from engine.realtime.server import Engine
 from streams.geometry import FrameGeometry
 from streams.pullback import Frame, Pullback
@@ -97,6 +98,21 @@ def wait_for_pullback(control: ControlClient, pid: str, done: Callable[[dict], b
         time.sleep(0.02)
 
 
+_VALIDATORS: dict = {}
+
+
+def validate(name: str, obj: object) -> None:
+    """Assert ``obj`` is valid against docs/schemas/NAME.schema.json (engine/realtime/schemas.py)."""
+    from jsonschema import Draft202012Validator
+
+    if not _VALIDATORS:
+        from engine.realtime.schemas import schemas
+
+        _VALIDATORS.update({k: Draft202012Validator(v) for k, v in schemas().items()})
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in _VALIDATORS[name].iter_errors(obj)]
+    assert not errors, f"{name} breaks its schema: {errors[:3]}"
+
+
 class Harness:
     """A started in-process engine with a control client, an event listener and a display."""
 
@@ -119,7 +135,9 @@ class Harness:
             time.sleep(0.02)
 
     def status_(self) -> dict:
-        return self.control.request("status")
+        reply = self.control.request("status")
+        validate("status", reply)
+        return reply
 
     def send_pullback(self, pullback: Pullback, pullback_id: str | None = None, fps: float | None = None) -> str:
         pid = pullback_id or pullback.pullback_id
@@ -148,13 +166,22 @@ class Harness:
     def display_messages(self, timeout_s: float = 0.3) -> list:
         out = []
         while (m := self.display.recv(timeout_s)) is not None:
+            validate("display_envelope", m.envelope)
+            if m.topic in (b"overlay", b"backfill"):
+                validate("overlay", m.body)
+            elif m.topic == b"guidance":
+                validate("pullback", m.body)
             out.append(m)
         return out
 
     def results(self, pid: str) -> tuple[dict, list[dict]]:
         _, parts = self.control.request_parts("results", pullback_id=pid)
         records = [json.loads(line) for line in bytes(parts[1].buffer).splitlines()]
-        return json.loads(bytes(parts[0].buffer)), records
+        summary = json.loads(bytes(parts[0].buffer))
+        validate("pullback", summary)
+        for record in records:
+            validate("frame_record", record)
+        return summary, records
 
     def close(self) -> None:
         for part in (self.control, self.status, self.display, self.sender):
@@ -360,7 +387,7 @@ FAULTS = [
     ("payload size mismatch", _payload_short, "payload_size_mismatch", "rejected"),
     ("unsupported dtype", _dtype, "unsupported_dtype", None),
     ("absurd dimensions", _absurd, "absurd_dimensions", None),
-    ("geometry change", _geometry, "geometry_changed", None),
+    ("geometry change", _geometry, "geometry_changed", "rejected"),
     ("bad pullback id", _bad_id, "bad_pullback_id", None),
     ("unknown pullback", lambda p, i: frame_parts(p, i, pullback_id="never-started"), "unknown_pullback", None),
 ]
@@ -462,8 +489,8 @@ def test_oversized_messages(start_engine):
         h.sender.send_raw(frame_parts(p, i))
     state = h.wait_pullback(p.pullback_id)
     assert state["state"] == "complete" and state["rejected"] == 0
-    big_state = h.control.request("pullback", pullback_id="big")["pullback"]
-    assert big_state["rejected"] == 1 and big_state["state"] == "open"
+    with pytest.raises(ControlError, match="unknown pullback big"):  # a rejected START opens nothing
+        h.control.request("pullback", pullback_id="big")
     counters = h.status_()["counters"]
     assert counters["rejected"] == {"oversized": 1} and counters["connections_closed"] >= 1
 
@@ -690,8 +717,8 @@ def test_serve_exits_non_zero_when_a_worker_dies(tmp_path, monkeypatch):
             return endpoints
 
         def _post(self, item):
-            if item[0] == "result":  # outside the per-frame try: the worker thread dies
-                raise MemoryError("worker killed")
+            if isinstance(item, Analysed):  # outside the per-frame try: the worker thread dies
+                raise MemoryError("worker killed")  # noqa: TRY004 (the death it simulates)
             super()._post(item)
 
     monkeypatch.setattr(serve, "Engine", DyingEngine)
