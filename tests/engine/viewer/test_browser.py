@@ -101,7 +101,7 @@ class Stack:
     def send(self, scenario: str, seed: int) -> None:
         """``octguide console-sim`` at the phantom's 180 frames/s."""
         sim = _cli("console-sim", "--scenario", scenario, "--seed", str(seed), "--frames", str(FRAMES),
-                   *GEOMETRY, "--engine", self.endpoints["frames"], stdout=subprocess.DEVNULL,
+                   *GEOMETRY, "--engine", self.endpoints["frames"], "--control", self.endpoints["control"], stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
         assert sim.wait(timeout=300) == 0
 
