@@ -12,18 +12,28 @@ functions. The messages are specified in docs/viewer.md.
 The bridge never slows the engine: it drains its SUB sockets as fast as they fill (a slow page
 loses images, never frame records), and each page has its own outbox in which a newer live image
 replaces an older one not yet sent.
+
+Who may read it: the WebSocket (``/ws``) is refused (HTTP 403, one line, counted in
+``stats['pages_refused']``) unless its ``Host`` header names the bound address (with
+``localhost``/``127.0.0.1`` interchangeable on loopback), its ``Origin`` - when it has one, as
+every browser's does - is the viewer's own or one of ``allowed_origins``, and its query carries
+the per-session ``token`` that :attr:`ViewerBridge.url` (what ``octguide view`` prints) contains.
+A page served from any other origin therefore cannot read the live pullback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import json
 import logging
+import secrets
 import struct
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -343,13 +353,20 @@ class ViewerBridge:
     lost_after_s : float or None
         The engine is lost after this long without a heartbeat (default: three heartbeat
         periods, at least 3 s).
+    allowed_origins : iterable of str
+        Origins (``scheme://host[:port]``) besides the viewer's own whose pages may connect.
+    token : str or None
+        The session token pages must present (default: a new random one per bridge).
     """
 
     def __init__(self, engine: str | None, host: str = "127.0.0.1", port: int = 8080, *,
                  results: ResultsSource | None = None, curve: CurveClientKeys | None = None,
-                 image_cache_mib: float = 512.0, lost_after_s: float | None = None):
+                 image_cache_mib: float = 512.0, lost_after_s: float | None = None,
+                 allowed_origins: Iterable[str] = (), token: str | None = None):
         if (engine is None) == (results is None):
             raise ValueError("ViewerBridge needs exactly one of engine and results")
+        self.token = token or secrets.token_urlsafe(24)
+        self.allowed_origins = {o.rstrip("/").lower() for o in allowed_origins}
         self.engine = engine
         self.host = host
         self.port = port
@@ -369,7 +386,8 @@ class ViewerBridge:
         self.last_heartbeat: float | None = None
         self.state = "results" if results is not None else "connecting"
         self.detail = ""
-        self.stats = {"frames": 0, "images": 0, "guidance": 0, "recovered": 0, "pages_dropped": 0}
+        self.stats = {"frames": 0, "images": 0, "guidance": 0, "recovered": 0, "pages_dropped": 0,
+                      "pages_refused": 0, "bad_requests": 0}
         self._pending: tuple[FrameEntry, float] | None = None
         self._ctx: zmq.asyncio.Context | None = None
         self._subs: list[zmq.asyncio.Socket] = []
@@ -424,7 +442,33 @@ class ViewerBridge:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
+        """The page's address with this session's token (what ``octguide view`` prints)."""
+        return f"http://{_url_host(self.host)}:{self.port}/?token={self.token}"
+
+    def _hosts(self) -> set[str]:
+        """``Host`` header values that name the bound address."""
+        names = {_url_host(self.host)}
+        if _is_loopback(self.host):
+            names |= {"localhost", "127.0.0.1", "[::1]"}
+        return {f"{n}:{self.port}".lower() for n in names}
+
+    def _refusal(self, request: Request) -> str | None:
+        """Why a WebSocket handshake is refused, or None when it may go on."""
+        hosts, origins = request.headers.get_all("Host"), request.headers.get_all("Origin")
+        host = hosts[0].strip().lower() if len(hosts) == 1 else ""
+        if host not in self._hosts():
+            return f"Host {', '.join(hosts) or '(none)'} is not this viewer's address"
+        if len(origins) > 1:
+            return "more than one Origin header"
+        if origins:
+            origin = origins[0].strip().rstrip("/").lower()
+            if origin not in {f"http://{h}" for h in self._hosts()} | self.allowed_origins:
+                return f"Origin {origin} is not allowed (octguide view --allow-origin)"
+        query = request.path.split("?", 1)[1] if "?" in request.path else ""
+        tokens = [v for k, _, v in (kv.partition("=") for kv in query.split("&")) if k == "token"]
+        if len(tokens) != 1 or not hmac.compare_digest(tokens[0].encode(), self.token.encode()):
+            return "missing or wrong session token (open the URL octguide view printed)"
+        return None
 
     def _socket(self, kind: int) -> zmq.asyncio.Socket:
         sock = self._ctx.socket(kind)
@@ -437,7 +481,12 @@ class ViewerBridge:
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == "/ws":
-            return None  # the WebSocket handshake goes on
+            refusal = self._refusal(request)
+            if refusal is None:
+                return None  # the WebSocket handshake goes on
+            self.stats["pages_refused"] += 1
+            log.warning("page refused: %s", refusal)
+            return connection.respond(403, refusal + "\n")
         name = "index.html" if path == "/" else path.lstrip("/")
         if name not in ASSET_TYPES:
             return connection.respond(404, "not found\n")
@@ -840,6 +889,20 @@ class ViewerBridge:
         self.view = view
         self.detail = f"{results.results_dir}" + ("" if results.pullback is not None
                                                   else " (the replay's pullback is not here: no images)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_host(host: str) -> str:
+    """``host`` as it appears in a URL (IPv6 literals bracketed)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def results_source(results_dir: Path, pullback_file: Path | None, config: Config) -> ResultsSource:

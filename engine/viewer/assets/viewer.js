@@ -100,7 +100,9 @@ const decoder = new TextDecoder();
 
 function connect() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  const sock = new WebSocket(`${proto}://${location.host}/ws`);
+  // the session token of the URL octguide view printed; the bridge refuses a socket without it
+  const token = new URLSearchParams(location.search).get("token") || "";
+  const sock = new WebSocket(`${proto}://${location.host}/ws?token=${encodeURIComponent(token)}`);
   sock.binaryType = "arraybuffer";
   ws = sock;
   sock.onmessage = (ev) => {

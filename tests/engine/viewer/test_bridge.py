@@ -102,7 +102,7 @@ class BridgeThread:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         asyncio.run_coroutine_threadsafe(bridge.start(), self.loop).result(timeout=60)
-        self.ws_url = f"ws://127.0.0.1:{bridge.port}/ws"
+        self.ws_url = f"ws://127.0.0.1:{bridge.port}/ws?token={bridge.token}"
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.bridge.stop(), self.loop).result(timeout=30)
@@ -220,6 +220,60 @@ def test_http_serves_only_the_page_assets_with_a_strict_csp(live):
             urllib.request.urlopen(base + path, timeout=10)
         assert error.value.code == 404
         error.value.close()
+
+
+def _handshake_status(url: str, **headers: str) -> int:
+    """101 when the WebSocket opened, else the HTTP status the bridge refused it with."""
+    from websockets.exceptions import InvalidStatus
+    try:
+        with connect(url, additional_headers=headers or None, open_timeout=10):
+            return 101
+    except InvalidStatus as exc:
+        return exc.response.status_code
+
+
+def _raw_handshake_status(port: int, target: str, host: str) -> int:
+    """The status line's code of a hand-written WebSocket handshake with exactly this Host."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall((f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        return int(sock.recv(4096).split(b" ", 2)[1])
+
+
+def test_websocket_accepts_only_its_own_origin_host_and_session_token(tmp_path):
+    """Issue 13 item 9 over real sockets: a foreign origin, a rebinding Host, a missing or wrong
+    token are each refused with 403 and counted; the printed URL's token, the own origin and a
+    configured origin open."""
+    bridge = BridgeThread(ViewerBridge("tcp://127.0.0.1:9", port=0,
+                                       allowed_origins=["http://127.0.0.1:7777"]))
+    try:
+        b = bridge.bridge
+        port, good = b.port, bridge.ws_url
+        assert b.url == f"http://127.0.0.1:{port}/?token={b.token}" and len(b.token) >= 24
+        assert _handshake_status(good) == 101  # no Origin: a local non-browser client with the token
+        assert _handshake_status(good, Origin=f"http://127.0.0.1:{port}") == 101
+        assert _handshake_status(good, Origin=f"http://localhost:{port}") == 101
+        assert _handshake_status(good, Origin="http://127.0.0.1:7777") == 101  # configured
+        assert _raw_handshake_status(port, f"/ws?token={b.token}", f"localhost:{port}") == 101
+        refused = [
+            _handshake_status(good, Origin="http://evil.example"),
+            _handshake_status(good, Origin=f"http://127.0.0.1:{port + 1}"),
+            _handshake_status(good, Origin="null"),
+            _raw_handshake_status(port, f"/ws?token={b.token}", f"evil.example:{port}"),  # rebinding
+            _raw_handshake_status(port, f"/ws?token={b.token}", "127.0.0.1"),  # no port
+            _handshake_status(good, Host=f"evil.example:{port}"),  # two Host headers
+            _handshake_status(f"ws://127.0.0.1:{port}/ws"),
+            _handshake_status(f"ws://127.0.0.1:{port}/ws?token=" + "x" * len(b.token)),
+            _handshake_status(f"{good}&token={b.token}"),
+        ]
+        assert refused == [403] * len(refused)
+        assert b.stats["pages_refused"] == len(refused)
+    finally:
+        bridge.stop()
+    other = ViewerBridge("tcp://127.0.0.1:9", port=0)
+    assert other.token != b.token  # one per session
 
 
 def test_page_assets_load_nothing_from_elsewhere():

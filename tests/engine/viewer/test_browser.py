@@ -174,7 +174,7 @@ def test_operator_watches_a_pullback_live_then_reviews_it_and_sees_the_engine_di
         page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
         page.goto(stack.url)
         page.wait_for_selector("#state[data-state=waiting]", timeout=60_000)
-        tap = PageClient(stack.url.replace("http://", "ws://") + "ws")  # what the page is sent
+        tap = PageClient(stack.url.replace("http://", "ws://").replace("/?", "/ws?"))  # what the page is sent
 
         # --- pre-PCI pullback, live ---
         stack.send("calcified", 1)
@@ -292,3 +292,60 @@ def test_operator_watches_a_pullback_live_then_reviews_it_and_sees_the_engine_di
         if tap is not None:
             tap.close()
         stack.stop()
+
+
+FOREIGN_PAGE = b"""<!doctype html><title>not the viewer</title><script>
+window.tryViewer = (url) => new Promise((resolve) => {
+  const ws = new WebSocket(url);
+  ws.onmessage = (ev) => { resolve("read:" + JSON.parse(ev.data).type); ws.close(); };
+  ws.onclose = () => resolve("closed");
+});
+</script>"""
+
+
+def test_a_page_from_another_origin_cannot_read_the_viewer(browser):
+    """Issue 13 item 9 in Chromium: a page served from another loopback port, knowing even the
+    session token, is refused by the bridge; the same page is let in once its origin is configured
+    (so the refusal is the origin check, not a broken socket), and the viewer's own page connects."""
+    import http.server
+    import threading
+
+    from engine.viewer.bridge import ViewerBridge
+    from tests.engine.viewer.test_bridge import BridgeThread
+
+    class Foreign(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(FOREIGN_PAGE)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Foreign)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    foreign = f"http://127.0.0.1:{server.server_address[1]}"
+    strict = BridgeThread(ViewerBridge("tcp://127.0.0.1:9", port=0))
+    lenient = BridgeThread(ViewerBridge("tcp://127.0.0.1:9", port=0, allowed_origins=[foreign]))
+    try:
+        page = browser.new_page()
+        page.goto(foreign + "/")
+        assert page.evaluate("(u) => tryViewer(u)", strict.ws_url) == "closed"
+        assert strict.bridge.stats["pages_refused"] == 1
+        assert page.evaluate("(u) => tryViewer(u)", lenient.ws_url) == "read:hello"
+        own = browser.new_page()
+        own.goto(strict.bridge.url)
+        deadline = time.monotonic() + 30
+        while len(strict.bridge.pages) != 1:
+            assert time.monotonic() < deadline, "the viewer's own page did not connect"
+            time.sleep(0.1)
+        assert strict.bridge.stats["pages_refused"] == 1
+        own.goto(strict.bridge.url.split("?")[0])  # the page without the printed token
+        own.wait_for_selector("#state[data-state=bridge_lost]", timeout=30_000)
+        assert strict.bridge.stats["pages_refused"] >= 2
+    finally:
+        strict.stop()
+        lenient.stop()
+        server.shutdown()
+        server.server_close()
