@@ -53,6 +53,7 @@ from engine.sources import open_pullback
 from streams.errors import OctguideError
 from streams.pullback import Pullback
 from streams.wire.protocol import (
+    Limits,
     LMODE_ANGLES_DEG,
     TOPIC_BACKFILL,
     TOPIC_DISPLAY,
@@ -79,6 +80,9 @@ RESULTS_TIMEOUT_S = 30.0  #: a long pullback's results are a few MB
 TICK_S = 0.25  #: state re-evaluation period
 MIN_LOST_AFTER_S = 3.0  #: an engine is lost after 3 heartbeat periods without one, at least this
 MAX_OUTBOX = 4096  #: messages queued for one page at most (a page this far behind is dropped)
+SNAPSHOT_CHUNK = 256  #: frame records per outbox item of a new page's snapshot
+MAX_AXIS_FRAMES = Limits().max_n_frames  #: an n_frames above this (or not a positive int) is unknown
+MAX_REQUEST_FRAME = 2**31 - 1  #: get_image frame indices are ints in 0..this
 
 
 class ViewerError(OctguideError):
@@ -141,8 +145,14 @@ class PullbackView:
     unlisted_since: float | None = None  #: monotonic time the engine's heartbeat stopped listing it
 
     def message(self) -> dict:
-        return {"type": "pullback", "pullback_id": self.pullback_id, "n_frames": self.n_frames,
+        return {"type": "pullback", "pullback_id": self.pullback_id, "n_frames": axis_frames(self.n_frames),
                 "frame_spacing_mm": self.frame_spacing_mm}
+
+
+def axis_frames(n: object) -> int | None:
+    """``n`` when it is a frame count a page can lay out (an int in 1..MAX_AXIS_FRAMES), else
+    None (unknown: the page grows its axis with the frames it receives)."""
+    return n if isinstance(n, int) and not isinstance(n, bool) and 0 < n <= MAX_AXIS_FRAMES else None
 
 
 class ImageCache:
@@ -189,9 +199,16 @@ class Page:
         self._outbox: deque[list] = deque()
         self._ready = asyncio.Event()
         self.images_stripped = 0
+        self.unsendable = 0  #: text messages that could not be encoded (dropped, logged)
 
     def put_text(self, message: dict) -> None:
         self._put(["text", message])
+
+    def put_frames(self, entries: list[FrameEntry], **header: Any) -> None:
+        """Many frame records (no images), in order, in outbox items of SNAPSHOT_CHUNK records:
+        a page opened after a long pullback gets all of it without filling its outbox."""
+        for i in range(0, len(entries), SNAPSHOT_CHUNK):
+            self._put(["frames", entries[i:i + SNAPSHOT_CHUNK], None, header])
 
     def put_frame(self, entry: FrameEntry, image: tuple[bytes, tuple[int, int]] | None = None,
                   **header: Any) -> None:
@@ -215,12 +232,18 @@ class Page:
             while self._outbox:
                 kind, *rest = self._outbox.popleft()
                 if kind == "text":
-                    await self.ws.send(json.dumps(rest[0], allow_nan=False))
+                    try:
+                        text = json.dumps(rest[0], allow_nan=False)
+                    except (TypeError, ValueError) as exc:  # never kill the loop over one message
+                        log.warning("page message not sendable (%s): dropped", exc)
+                        self.unsendable += 1
+                        continue
+                    await self.ws.send(text)
                     continue
-                entry, image, extra = rest
-                header = {**entry.header, **extra, "bridge_unix_ns": time.time_ns()}
-                data = encode_frame(header, entry.lmode, *(image if image else (None, None)))
-                await self.ws.send(data)
+                entries, image, extra = rest
+                for entry in entries if kind == "frames" else (entries,):
+                    header = {**entry.header, **extra, "bridge_unix_ns": time.time_ns()}
+                    await self.ws.send(encode_frame(header, entry.lmode, *(image if image else (None, None))))
             self._ready.clear()
 
 
@@ -507,8 +530,14 @@ class ViewerBridge:
             async for message in ws:
                 if isinstance(message, str):
                     await self._page_request(page, message)
+                else:
+                    self._bad_request(page, "requests are JSON text messages")
         except ConnectionClosed:
             pass
+        except OverflowError:  # the page asks faster than it reads
+            self.stats["pages_dropped"] += 1
+            log.warning("a page fell %d messages behind its own requests: closing it", MAX_OUTBOX)
+            await ws.close(1013, "too far behind")
         finally:
             self.pages.discard(page)
             pump.cancel()
@@ -519,7 +548,8 @@ class ViewerBridge:
         return {"type": "hello", "mode": "results" if self.results is not None else "live",
                 "viewer_version": __version__, "engine": self.engine,
                 "image_size_px": self.image_size_px, "fov_mm": self.fov_mm,
-                "lmode_angles_deg": list(LMODE_ANGLES_DEG), "render_image": self.render_image}
+                "lmode_angles_deg": list(LMODE_ANGLES_DEG), "render_image": self.render_image,
+                "max_axis_frames": MAX_AXIS_FRAMES}
 
     def _state_message(self) -> dict:
         age = None if self.last_heartbeat is None else round(time.monotonic() - self.last_heartbeat, 2)
@@ -534,29 +564,41 @@ class ViewerBridge:
         if view is None:
             return
         page.put_text(view.message())
-        newest_image = None
-        for index in sorted(view.frames):
-            page.put_frame(view.frames[index], draw=False)
-            if self.images.get(index) is not None:
-                newest_image = index
+        indices = sorted(view.frames)
+        page.put_frames([view.frames[index] for index in indices], draw=False)
+        newest_image = next((i for i in reversed(indices) if self.images.get(i) is not None), None)
         if newest_image is not None and self.results is None:
             page.put_frame(view.frames[newest_image], self.images.get(newest_image), draw=True)
         if view.guidance is not None:
             page.put_text({"type": "guidance", "pullback_id": view.pullback_id, "guidance": view.guidance})
 
+    def _bad_request(self, page: Page, error: str) -> None:
+        self.stats["bad_requests"] += 1
+        page.put_text({"type": "error", "error": error})
+
     async def _page_request(self, page: Page, text: str) -> None:
+        """Answer one page request: validated first (a JSON object ``{"type": "get_image",
+        "frame": int}`` and nothing else); anything else is one ``error`` reply, counted."""
         try:
             request = json.loads(text)
-            kind = request["type"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            page.put_text({"type": "error", "error": "requests are JSON objects with a 'type'"})
+        except (ValueError, RecursionError):
+            self._bad_request(page, "requests are JSON objects with a 'type'")
             return
-        if kind != "get_image":
-            page.put_text({"type": "error", "error": f"unknown request type {kind!r}"})
+        if not isinstance(request, dict) or not isinstance(request.get("type"), str):
+            self._bad_request(page, "requests are JSON objects with a 'type'")
+            return
+        if request["type"] != "get_image":
+            self._bad_request(page, f"unknown request type {request['type'][:40]!r}")
+            return
+        if set(request) - {"type", "frame"}:
+            self._bad_request(page, "get_image takes only 'frame'")
             return
         frame = request.get("frame")
+        if not isinstance(frame, int) or isinstance(frame, bool) or not 0 <= frame <= MAX_REQUEST_FRAME:
+            self._bad_request(page, f"get_image: 'frame' must be an integer in 0..{MAX_REQUEST_FRAME}")
+            return
         view = self.view
-        if not isinstance(frame, int) or view is None or frame not in view.frames:
+        if view is None or frame not in view.frames:
             page.put_text({"type": "no_image", "frame": frame, "reason": "no such frame"})
             return
         if self.results is not None:
@@ -773,7 +815,7 @@ class ViewerBridge:
         """The pullback's guidance is in. Frames whose overlay this bridge never received (a
         publisher queue overflowed) are filled in from the engine's results, numbers only, so
         the profile and the frame count are whole; then the guidance goes to the pages."""
-        n_frames = guidance.get("n_frames") or 0
+        n_frames = axis_frames(guidance.get("n_frames")) or 0
         missing = sorted(set(range(n_frames)) - set(view.frames))
         if missing:
             reply = await self._request("results", timeout_s=RESULTS_TIMEOUT_S, pullback_id=view.pullback_id)

@@ -40,6 +40,12 @@ const LATENCY_KEEP = 500;
 const EEL_BREAK_PX = 20;
 const DARK_UNDER = "rgba(0,0,0,0.7)";  // under grey dashed contours, so they show on bright walls      // consecutive EEL points further apart than this are not joined
 const RECONNECT_MS = 1000;
+// The longest axis the page lays out (the bridge says its own in hello.max_axis_frames): an
+// n_frames above it, or a frame index at or beyond it, is treated as unknown / not drawn, so a
+// header announcing 4294967295 frames cannot make the L-mode canvas unallocatable.
+let MAX_AXIS_FRAMES = 20000;
+const MAX_IMAGE_PX = 4096;
+const validCount = (n) => Number.isInteger(n) && n > 0 && n <= MAX_AXIS_FRAMES;
 
 const BASIS_TEXT = {
   eel: "EEL-based (mean EEL diameter at the distal reference, rounded down)",
@@ -157,7 +163,9 @@ function onHello(m) {
   S.mode = m.mode === "results" ? "results" : "live";
   S.renderImage = m.render_image !== false;
   S.fovMm = isNum(m.fov_mm) ? m.fov_mm : null;
-  if (isNum(m.image_size_px) && m.image_size_px > 0 && m.image_size_px !== S.imageSize) {
+  if (Number.isInteger(m.max_axis_frames) && m.max_axis_frames > 0) MAX_AXIS_FRAMES = m.max_axis_frames;
+  if (Number.isInteger(m.image_size_px) && m.image_size_px > 0 && m.image_size_px <= MAX_IMAGE_PX
+      && m.image_size_px !== S.imageSize) {
     S.imageSize = m.image_size_px;
   }
   const cv = $("xsection");
@@ -236,7 +244,7 @@ function onPullback(id, nFrames, spacing) {
     S.nFrames = null;
     S.spacing = null;
   }
-  if (isNum(nFrames) && nFrames > 0) {
+  if (validCount(nFrames)) {
     S.nFrames = nFrames;
     ensureLmode(Math.max(nFrames, S.maxFrame + 1), S.lmodeH);
   }
@@ -256,7 +264,7 @@ function onGuidance(m) {
   else if (id !== null && id !== S.pullbackId) return;  // guidance of another pullback
   S.guidance = g;
   if (g) {
-    if (S.nFrames === null && isNum(g.n_frames) && g.n_frames > 0) {
+    if (S.nFrames === null && validCount(g.n_frames)) {
       S.nFrames = g.n_frames;
       // shrink a grown axis to the final frame count
       ensureLmode(Math.max(g.n_frames, S.maxFrame + 1), S.lmodeH);
@@ -288,20 +296,21 @@ function onFrame(h, buf, base) {
     else onPullback(h.pullback_id, null, null);  // frames of a pullback we were not told about
   }
   const k = h.frame;
-  if (!Number.isInteger(k) || k < 0) return;
+  if (!Number.isInteger(k) || k < 0 || k >= MAX_AXIS_FRAMES) return;
   const ov = h.overlay || null;
   const rec = S.frames.get(k) || { lmode: null };
   rec.status = h.status ?? ov?.status ?? null;
   rec.overlay = ov ?? rec.overlay ?? null;
   rec.reason = ov?.reason ?? h.reason ?? null;
-  if (h.lmode && h.lmode.n_angles > 0 && h.lmode.length_px > 0) {
+  if (h.lmode && Number.isInteger(h.lmode.n_angles) && h.lmode.n_angles > 0 && h.lmode.n_angles <= 64
+      && Number.isInteger(h.lmode.length_px) && h.lmode.length_px > 0 && h.lmode.length_px <= MAX_IMAGE_PX) {
     const n = h.lmode.n_angles * h.lmode.length_px;
     rec.lmode = new Uint8Array(buf.slice(base + h.lmode.offset, base + h.lmode.offset + n));
     rec.nAngles = h.lmode.n_angles;
     rec.lengthPx = h.lmode.length_px;
   }
   S.frames.set(k, rec);
-  if (h.image && Array.isArray(h.image.shape)) {
+  if (h.image && Array.isArray(h.image.shape) && h.image.shape.every((v) => Number.isInteger(v) && v > 0 && v <= MAX_IMAGE_PX)) {
     const [ih, iw] = h.image.shape;
     const grey = new Uint8Array(buf.slice(base + h.image.offset, base + h.image.offset + ih * iw));
     cachePut(k, { w: iw, h: ih, grey });
