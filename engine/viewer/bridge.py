@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import zmq
 import zmq.asyncio
 from websockets.asyncio.server import ServerConnection, serve
@@ -48,7 +49,7 @@ from websockets.http11 import Request, Response
 from engine import __version__
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, ScanConverter
 from engine.config import Config
-from engine.display.overlay import build_overlay, display_grey, lmode_cuts, overlay_metrics
+from engine.display.overlay import build_overlay, display_grey, lmode_cuts, overlay_metrics, screen_deg
 from engine.sources import open_pullback
 from streams.errors import OctguideError
 from streams.pullback import Pullback
@@ -329,9 +330,36 @@ class ResultsSource:
         overlay = build_overlay(record, frame, self.grid, self.orientation,
                                 record.get("latency_ms") or {})
         overlay["pullback_id"] = self.pullback_id
+        overlay.setdefault("uncertainty", uncertainty_overlay(record, frame, self.grid, self.orientation))
         lmode = {"n_angles": len(LMODE_ANGLES_DEG), "length_px": self.grid.size_px}
         entry = FrameEntry({**header, "overlay": overlay, "lmode": lmode}, lmode_cuts(grey).tobytes())
         return entry, grey.tobytes()
+
+
+def uncertainty_overlay(record: dict, frame: Any, grid: CartesianGrid, orientation: DisplayOrientation,
+                        max_points: int = 360) -> dict | None:
+    """The record's per-A-line ``uncertainty`` (0..1, docs/results.md) as the page draws it:
+    ``{"angles_deg": [...], "values": [...]}``, screen degrees clockwise from 12 o'clock of the
+    scan converter's own mapping, at most ``max_points`` (the largest value of each group of
+    rows, so an uncertain A-line is never averaged away); None without any value."""
+    values = record.get("uncertainty")
+    g = frame.geometry
+    if not isinstance(values, list) or not values:
+        return None
+    n = min(len(values), g.n_valid_alines)
+    v = np.array([x if isinstance(x, (int, float)) and not isinstance(x, bool) else np.nan
+                  for x in values[:n]], dtype=np.float64)
+    if not np.isfinite(v).any():
+        return None
+    groups = np.array_split(np.arange(n), min(n, max_points))
+    angles, out = [], []
+    for rows in groups:
+        group = v[rows]
+        if not np.isfinite(group).any():
+            continue
+        angles.append(round(screen_deg(g, grid, orientation, float(rows.mean()), frame.seam_index), 2))
+        out.append(round(float(np.nanmax(group)), 2))
+    return {"angles_deg": angles, "values": out}
 
 
 def load_replay_pullback(results_dir: Path, pullback_file: Path | None) -> Pullback | None:

@@ -638,3 +638,22 @@ def test_websocket_fuzz_never_kills_a_page_loop():
         page.close()
     finally:
         bridge.stop()
+
+
+def test_uncertainty_overlay_keeps_the_worst_a_line_of_each_group_at_its_screen_angle():
+    from engine.display.overlay import screen_deg
+    from engine.viewer.bridge import uncertainty_overlay
+    from tests.engine.realtime.test_server import small_pullback
+    frame = small_pullback(1).frame(0)  # 64 A-lines
+    grid, orientation = CartesianGrid(64, 4.0), DisplayOrientation()
+    values = [0.1] * 64
+    values[5] = 0.95
+    values[40] = None
+    u = uncertainty_overlay({"uncertainty": values}, frame, grid, orientation, max_points=16)
+    assert len(u["values"]) == len(u["angles_deg"]) == 16
+    assert u["values"][1] == 0.95 and u["values"].count(0.1) == 15  # rows 4..7: the worst kept
+    assert u["angles_deg"][0] == pytest.approx(screen_deg(frame.geometry, grid, orientation, 1.5,
+                                                          frame.seam_index), abs=0.01)
+    assert uncertainty_overlay({"uncertainty": [None] * 64}, frame, grid, orientation) is None
+    assert uncertainty_overlay({}, frame, grid, orientation) is None
+    assert uncertainty_overlay({"uncertainty": "x"}, frame, grid, orientation) is None
