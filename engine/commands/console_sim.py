@@ -21,7 +21,13 @@ from engine.sources import phantom, wire_id
 from engine.synthetic.phantom import SCENARIOS
 from streams.errors import OctguideError
 from streams.files.io import read_pullback
-from streams.wire.zmq_io import ControlClient, ControlError, CurveClientKeys, FrameSender, TransportError
+from streams.wire.zmq_io import (
+    ControlClient,
+    ControlError,
+    CurveClientKeys,
+    FrameSender,
+    TransportError,
+)
 
 DEFAULT_FRAMES = "tcp://127.0.0.1:5555"
 DEFAULT_CONTROL = "tcp://127.0.0.1:5558"

@@ -26,7 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.commands.console_sim import EngineWatch, add_curve_arguments, counted_rejections, curve_keys
+from engine.commands.console_sim import (
+    EngineWatch,
+    add_curve_arguments,
+    counted_rejections,
+    curve_keys,
+)
 from engine.commands.serve import add_config_arguments
 from engine.progress import Progress
 from engine.realtime.child import ChildEngine

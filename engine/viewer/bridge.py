@@ -49,12 +49,17 @@ from websockets.http11 import Request, Response
 from engine import __version__
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, ScanConverter
 from engine.config import Config
-from engine.display.overlay import build_overlay, display_grey, lmode_cuts, overlay_metrics, screen_deg
+from engine.display.overlay import (
+    build_overlay,
+    display_grey,
+    lmode_cuts,
+    overlay_metrics,
+    screen_deg,
+)
 from engine.sources import open_pullback
 from streams.errors import OctguideError
 from streams.pullback import Pullback
 from streams.wire.protocol import (
-    Limits,
     LMODE_ANGLES_DEG,
     TOPIC_BACKFILL,
     TOPIC_DISPLAY,
@@ -62,6 +67,7 @@ from streams.wire.protocol import (
     TOPIC_GUIDANCE,
     TOPIC_HEARTBEAT,
     TOPIC_OVERLAY,
+    Limits,
     dumps,
 )
 from streams.wire.zmq_io import CurveClientKeys, Subscriber

@@ -123,7 +123,7 @@ def test_64_bit_integers_are_plain_json_integers(tmp_path):
     sub.connect(endpoints["status"])
     try:
         assert sub.poll(10_000)
-        topic, body = sub.recv_multipart()
+        _topic, body = sub.recv_multipart()
         raw = re.search(rb'"unix_ns":\s*(-?\d+)', body)
         assert raw is not None, body[:200]
         value = json.loads(body)["unix_ns"]

@@ -314,7 +314,7 @@ def test_a_page_from_another_origin_cannot_read_the_viewer(browser):
     from tests.engine.viewer.test_bridge import BridgeThread
 
     class Foreign(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self):
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
             self.end_headers()
