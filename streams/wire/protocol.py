@@ -20,7 +20,6 @@ reports on its status channel.
 
 >>> import numpy as np
 >>> from streams.geometry import FrameGeometry
-from streams.intensity import IntensityScale
 >>> g = FrameGeometry(n_alines=16, n_samples=32, aline_spacing_mm=0.005, refractive_index=1.34)
 >>> header = FrameHeader.for_frame("pb-1", 0, 0.0, g, np.dtype("uint16"), frame_spacing_mm=0.1,
 ...                                frame_rate_hz=180.0, flags=FLAG_START_OF_PULLBACK)
