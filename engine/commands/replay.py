@@ -26,7 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.commands.console_sim import add_curve_arguments, curve_keys
+from engine.commands.console_sim import (
+    EngineWatch,
+    add_curve_arguments,
+    counted_rejections,
+    curve_keys,
+)
 from engine.commands.serve import add_config_arguments
 from engine.progress import Progress
 from engine.realtime.child import ChildEngine
@@ -35,11 +40,17 @@ from engine.sources import open_pullback, wire_id
 from engine.synthetic.phantom import SCENARIOS
 from streams.errors import OctguideError
 from streams.pullback import Pullback
-from streams.wire.zmq_io import ControlClient, CurveClientKeys, FrameSender
+from streams.wire.zmq_io import ControlClient, ControlError, CurveClientKeys, FrameSender
 
 
 class ReplayError(OctguideError):
     """The engine could not be started or reached, or did not finish the pullback."""
+
+
+NEVER_OPENED_S = 2.0
+"""Seconds after the last frame after which a pullback the engine still does not know, once it
+has read every frame, was rejected whole."""
+ANALYSABLE = ("ok", "low_confidence")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,7 +86,8 @@ def replay(pullback: Pullback, control_endpoint: str, out: Path, *, fps: float |
     """Send ``pullback`` to the engine at ``control_endpoint``, wait for its guidance, write the
     results contract into ``out``; returns the summary :func:`run` prints."""
     with ControlClient(control_endpoint, timeout_s=10.0, curve=curve) as control:
-        status = control.request("status")
+        watch = EngineWatch(control)  # an engine silent for LIVENESS_S s is gone, not slow
+        status = watch.first("status")
         endpoints = status["endpoints"]
         pullback_id = wire_id(pullback.pullback_id)
         n = len(pullback)
@@ -90,9 +102,10 @@ def replay(pullback: Pullback, control_endpoint: str, out: Path, *, fps: float |
                 return None
             last_poll = now
             try:
-                state = control.request("pullback", pullback_id=pullback_id)["pullback"]
-            except OctguideError:
-                state = None  # the START frame has not been read yet
+                reply = watch.request("pullback", pullback_id=pullback_id)
+            except ControlError:
+                reply = None  # the START frame has not been read yet
+            state = None if reply is None else reply["pullback"]
             if state is not None:
                 analysed = state.get("analysed", analysed)
             if progress:
@@ -106,8 +119,15 @@ def replay(pullback: Pullback, control_endpoint: str, out: Path, *, fps: float |
             deadline = sent_done + timeout_s
             while True:
                 state = poll(n)
-                if state is not None and state["state"] in ("complete", "incomplete"):
+                if state is not None and state["state"] in ("complete", "incomplete", "interrupted"):
                     break
+                if state is None and time.monotonic() - sent_done > NEVER_OPENED_S:
+                    now = watch.request("status")
+                    if now is not None and now["counters"]["received"] >= status["counters"]["received"] + n:
+                        rejected = counted_rejections(status, now)
+                        raise ReplayError(f"the engine never opened {pullback_id}: it read all {n} frames "
+                                          "and rejected " + (", ".join(f"{c} {k}" for k, c in rejected.items())
+                                                             or "them"))
                 if time.monotonic() > deadline:
                     raise ReplayError(f"no guidance for {pullback_id} within {timeout_s:.0f} s of the "
                                       f"last frame ({analysed}/{n} frames analysed)")
@@ -128,8 +148,12 @@ def replay(pullback: Pullback, control_endpoint: str, out: Path, *, fps: float |
                                               if r.get("lane") == lane and r.get("latency_ms")]))
 
     statuses: dict[str, int] = {}
+    reasons: dict[str, int] = {}
     for r in records:
         statuses[r.get("status")] = statuses.get(r.get("status"), 0) + 1
+        if r.get("status") not in ANALYSABLE:
+            reason = str(r.get("reason") or r.get("status"))
+            reasons[reason] = reasons.get(reason, 0) + 1
     return {
         "pullback_id": pullback_id,
         "source": pullback.attributes.get("source") or pullback.pullback_id,
@@ -137,6 +161,7 @@ def replay(pullback: Pullback, control_endpoint: str, out: Path, *, fps: float |
         "send": {"rate_fps": fps, "duration_s": round(report.duration_s, 3),
                  "max_lag_ms": round(report.max_lag_ms, 3), "late": report.late},
         "statuses": statuses,
+        "unanalysed_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:3]),
         "counts": result.get("counts"),
         "end_to_end_ms": {"live": end_to_end("live"), "backfill": end_to_end("backfill")},
         "guidance_delay_s": result.get("timing", {}).get("guidance_delay_s"),
@@ -209,6 +234,11 @@ def run(args: argparse.Namespace) -> int:
     if args.sr is not None:
         summary["dicom"] = [str(p) for p in write_sr(args, pullback)]
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    if not any(summary["statuses"].get(s) for s in ANALYSABLE):
+        reasons = "; ".join(f"{k} ({n})" for k, n in summary["unanalysed_reasons"].items())
+        raise ReplayError(f"no analysable frame in {summary['pullback_id']}: all {summary['frames']} frames "
+                          + ", ".join(f"{v} {k}" for k, v in sorted(summary["statuses"].items()))
+                          + (f": {reasons}" if reasons else ""))
     return 0
 
 

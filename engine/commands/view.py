@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8080, help="HTTP/WebSocket port (default 8080; 0: any free)")
     parser.add_argument("--allow-remote", action="store_true",
                         help="serve on a non-loopback address (the page has no authentication)")
+    parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="also accept pages from ORIGIN (scheme://host[:port]; repeatable); "
+                        "by default only the viewer's own origin may open its WebSocket")
     parser.add_argument("--image-cache-mib", type=float, default=512.0,
                         help="live images kept for scrubbing, MiB (default 512)")
     parser.add_argument("--url-file", type=Path, default=None,
@@ -90,9 +93,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("octguide: error: --pullback goes with --results")
     if args.results is not None:
         results = results_source(args.results, args.pullback, build_config(args.config, args.overrides))
-        bridge = ViewerBridge(None, args.host, args.port, results=results)
+        bridge = ViewerBridge(None, args.host, args.port, results=results, allowed_origins=args.allow_origin)
     else:
         bridge = ViewerBridge(args.engine, args.host, args.port, curve=curve_keys(args),
-                              image_cache_mib=args.image_cache_mib)
+                              image_cache_mib=args.image_cache_mib, allowed_origins=args.allow_origin)
     asyncio.run(serve_viewer(bridge, args.url_file))
     return 0

@@ -12,22 +12,33 @@ functions. The messages are specified in docs/viewer.md.
 The bridge never slows the engine: it drains its SUB sockets as fast as they fill (a slow page
 loses images, never frame records), and each page has its own outbox in which a newer live image
 replaces an older one not yet sent.
+
+Who may read it: the WebSocket (``/ws``) is refused (HTTP 403, one line, counted in
+``stats['pages_refused']``) unless its ``Host`` header names the bound address (with
+``localhost``/``127.0.0.1`` interchangeable on loopback), its ``Origin`` - when it has one, as
+every browser's does - is the viewer's own or one of ``allowed_origins``, and its query carries
+the per-session ``token`` that :attr:`ViewerBridge.url` (what ``octguide view`` prints) contains.
+A page served from any other origin therefore cannot read the live pullback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import json
 import logging
+import secrets
 import struct
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import zmq
 import zmq.asyncio
 from websockets.asyncio.server import ServerConnection, serve
@@ -38,7 +49,13 @@ from websockets.http11 import Request, Response
 from engine import __version__
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, ScanConverter
 from engine.config import Config
-from engine.display.overlay import build_overlay, display_grey, lmode_cuts, overlay_metrics
+from engine.display.overlay import (
+    build_overlay,
+    display_grey,
+    lmode_cuts,
+    overlay_metrics,
+    screen_deg,
+)
 from engine.sources import open_pullback
 from streams.errors import OctguideError
 from streams.pullback import Pullback
@@ -50,6 +67,7 @@ from streams.wire.protocol import (
     TOPIC_GUIDANCE,
     TOPIC_HEARTBEAT,
     TOPIC_OVERLAY,
+    Limits,
     dumps,
 )
 from streams.wire.zmq_io import CurveClientKeys, Subscriber
@@ -69,6 +87,9 @@ RESULTS_TIMEOUT_S = 30.0  #: a long pullback's results are a few MB
 TICK_S = 0.25  #: state re-evaluation period
 MIN_LOST_AFTER_S = 3.0  #: an engine is lost after 3 heartbeat periods without one, at least this
 MAX_OUTBOX = 4096  #: messages queued for one page at most (a page this far behind is dropped)
+SNAPSHOT_CHUNK = 256  #: frame records per outbox item of a new page's snapshot
+MAX_AXIS_FRAMES = Limits().max_n_frames  #: an n_frames above this (or not a positive int) is unknown
+MAX_REQUEST_FRAME = 2**31 - 1  #: get_image frame indices are ints in 0..this
 
 
 class ViewerError(OctguideError):
@@ -131,8 +152,14 @@ class PullbackView:
     unlisted_since: float | None = None  #: monotonic time the engine's heartbeat stopped listing it
 
     def message(self) -> dict:
-        return {"type": "pullback", "pullback_id": self.pullback_id, "n_frames": self.n_frames,
+        return {"type": "pullback", "pullback_id": self.pullback_id, "n_frames": axis_frames(self.n_frames),
                 "frame_spacing_mm": self.frame_spacing_mm}
+
+
+def axis_frames(n: object) -> int | None:
+    """``n`` when it is a frame count a page can lay out (an int in 1..MAX_AXIS_FRAMES), else
+    None (unknown: the page grows its axis with the frames it receives)."""
+    return n if isinstance(n, int) and not isinstance(n, bool) and 0 < n <= MAX_AXIS_FRAMES else None
 
 
 class ImageCache:
@@ -179,9 +206,16 @@ class Page:
         self._outbox: deque[list] = deque()
         self._ready = asyncio.Event()
         self.images_stripped = 0
+        self.unsendable = 0  #: text messages that could not be encoded (dropped, logged)
 
     def put_text(self, message: dict) -> None:
         self._put(["text", message])
+
+    def put_frames(self, entries: list[FrameEntry], **header: Any) -> None:
+        """Many frame records (no images), in order, in outbox items of SNAPSHOT_CHUNK records:
+        a page opened after a long pullback gets all of it without filling its outbox."""
+        for i in range(0, len(entries), SNAPSHOT_CHUNK):
+            self._put(["frames", entries[i:i + SNAPSHOT_CHUNK], None, header])
 
     def put_frame(self, entry: FrameEntry, image: tuple[bytes, tuple[int, int]] | None = None,
                   **header: Any) -> None:
@@ -205,12 +239,18 @@ class Page:
             while self._outbox:
                 kind, *rest = self._outbox.popleft()
                 if kind == "text":
-                    await self.ws.send(json.dumps(rest[0], allow_nan=False))
+                    try:
+                        text = json.dumps(rest[0], allow_nan=False)
+                    except (TypeError, ValueError) as exc:  # never kill the loop over one message
+                        log.warning("page message not sendable (%s): dropped", exc)
+                        self.unsendable += 1
+                        continue
+                    await self.ws.send(text)
                     continue
-                entry, image, extra = rest
-                header = {**entry.header, **extra, "bridge_unix_ns": time.time_ns()}
-                data = encode_frame(header, entry.lmode, *(image if image else (None, None)))
-                await self.ws.send(data)
+                entries, image, extra = rest
+                for entry in entries if kind == "frames" else (entries,):
+                    header = {**entry.header, **extra, "bridge_unix_ns": time.time_ns()}
+                    await self.ws.send(encode_frame(header, entry.lmode, *(image if image else (None, None))))
             self._ready.clear()
 
 
@@ -296,9 +336,36 @@ class ResultsSource:
         overlay = build_overlay(record, frame, self.grid, self.orientation,
                                 record.get("latency_ms") or {})
         overlay["pullback_id"] = self.pullback_id
+        overlay.setdefault("uncertainty", uncertainty_overlay(record, frame, self.grid, self.orientation))
         lmode = {"n_angles": len(LMODE_ANGLES_DEG), "length_px": self.grid.size_px}
         entry = FrameEntry({**header, "overlay": overlay, "lmode": lmode}, lmode_cuts(grey).tobytes())
         return entry, grey.tobytes()
+
+
+def uncertainty_overlay(record: dict, frame: Any, grid: CartesianGrid, orientation: DisplayOrientation,
+                        max_points: int = 360) -> dict | None:
+    """The record's per-A-line ``uncertainty`` (0..1, docs/results.md) as the page draws it:
+    ``{"angles_deg": [...], "values": [...]}``, screen degrees clockwise from 12 o'clock of the
+    scan converter's own mapping, at most ``max_points`` (the largest value of each group of
+    rows, so an uncertain A-line is never averaged away); None without any value."""
+    values = record.get("uncertainty")
+    g = frame.geometry
+    if not isinstance(values, list) or not values:
+        return None
+    n = min(len(values), g.n_valid_alines)
+    v = np.array([x if isinstance(x, (int, float)) and not isinstance(x, bool) else np.nan
+                  for x in values[:n]], dtype=np.float64)
+    if not np.isfinite(v).any():
+        return None
+    groups = np.array_split(np.arange(n), min(n, max_points))
+    angles, out = [], []
+    for rows in groups:
+        group = v[rows]
+        if not np.isfinite(group).any():
+            continue
+        angles.append(round(screen_deg(g, grid, orientation, float(rows.mean()), frame.seam_index), 2))
+        out.append(round(float(np.nanmax(group)), 2))
+    return {"angles_deg": angles, "values": out}
 
 
 def load_replay_pullback(results_dir: Path, pullback_file: Path | None) -> Pullback | None:
@@ -343,13 +410,20 @@ class ViewerBridge:
     lost_after_s : float or None
         The engine is lost after this long without a heartbeat (default: three heartbeat
         periods, at least 3 s).
+    allowed_origins : iterable of str
+        Origins (``scheme://host[:port]``) besides the viewer's own whose pages may connect.
+    token : str or None
+        The session token pages must present (default: a new random one per bridge).
     """
 
     def __init__(self, engine: str | None, host: str = "127.0.0.1", port: int = 8080, *,
                  results: ResultsSource | None = None, curve: CurveClientKeys | None = None,
-                 image_cache_mib: float = 512.0, lost_after_s: float | None = None):
+                 image_cache_mib: float = 512.0, lost_after_s: float | None = None,
+                 allowed_origins: Iterable[str] = (), token: str | None = None):
         if (engine is None) == (results is None):
             raise ValueError("ViewerBridge needs exactly one of engine and results")
+        self.token = token or secrets.token_urlsafe(24)
+        self.allowed_origins = {o.rstrip("/").lower() for o in allowed_origins}
         self.engine = engine
         self.host = host
         self.port = port
@@ -369,7 +443,8 @@ class ViewerBridge:
         self.last_heartbeat: float | None = None
         self.state = "results" if results is not None else "connecting"
         self.detail = ""
-        self.stats = {"frames": 0, "images": 0, "guidance": 0, "recovered": 0, "pages_dropped": 0}
+        self.stats = {"frames": 0, "images": 0, "guidance": 0, "recovered": 0, "pages_dropped": 0,
+                      "pages_refused": 0, "bad_requests": 0}
         self._pending: tuple[FrameEntry, float] | None = None
         self._ctx: zmq.asyncio.Context | None = None
         self._subs: list[zmq.asyncio.Socket] = []
@@ -424,7 +499,33 @@ class ViewerBridge:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
+        """The page's address with this session's token (what ``octguide view`` prints)."""
+        return f"http://{_url_host(self.host)}:{self.port}/?token={self.token}"
+
+    def _hosts(self) -> set[str]:
+        """``Host`` header values that name the bound address."""
+        names = {_url_host(self.host)}
+        if _is_loopback(self.host):
+            names |= {"localhost", "127.0.0.1", "[::1]"}
+        return {f"{n}:{self.port}".lower() for n in names}
+
+    def _refusal(self, request: Request) -> str | None:
+        """Why a WebSocket handshake is refused, or None when it may go on."""
+        hosts, origins = request.headers.get_all("Host"), request.headers.get_all("Origin")
+        host = hosts[0].strip().lower() if len(hosts) == 1 else ""
+        if host not in self._hosts():
+            return f"Host {', '.join(hosts) or '(none)'} is not this viewer's address"
+        if len(origins) > 1:
+            return "more than one Origin header"
+        if origins:
+            origin = origins[0].strip().rstrip("/").lower()
+            if origin not in {f"http://{h}" for h in self._hosts()} | self.allowed_origins:
+                return f"Origin {origin} is not allowed (octguide view --allow-origin)"
+        query = request.path.split("?", 1)[1] if "?" in request.path else ""
+        tokens = [v for k, _, v in (kv.partition("=") for kv in query.split("&")) if k == "token"]
+        if len(tokens) != 1 or not hmac.compare_digest(tokens[0].encode(), self.token.encode()):
+            return "missing or wrong session token (open the URL octguide view printed)"
+        return None
 
     def _socket(self, kind: int) -> zmq.asyncio.Socket:
         sock = self._ctx.socket(kind)
@@ -437,7 +538,12 @@ class ViewerBridge:
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == "/ws":
-            return None  # the WebSocket handshake goes on
+            refusal = self._refusal(request)
+            if refusal is None:
+                return None  # the WebSocket handshake goes on
+            self.stats["pages_refused"] += 1
+            log.warning("page refused: %s", refusal)
+            return connection.respond(403, refusal + "\n")
         name = "index.html" if path == "/" else path.lstrip("/")
         if name not in ASSET_TYPES:
             return connection.respond(404, "not found\n")
@@ -458,8 +564,14 @@ class ViewerBridge:
             async for message in ws:
                 if isinstance(message, str):
                     await self._page_request(page, message)
+                else:
+                    self._bad_request(page, "requests are JSON text messages")
         except ConnectionClosed:
             pass
+        except OverflowError:  # the page asks faster than it reads
+            self.stats["pages_dropped"] += 1
+            log.warning("a page fell %d messages behind its own requests: closing it", MAX_OUTBOX)
+            await ws.close(1013, "too far behind")
         finally:
             self.pages.discard(page)
             pump.cancel()
@@ -470,7 +582,8 @@ class ViewerBridge:
         return {"type": "hello", "mode": "results" if self.results is not None else "live",
                 "viewer_version": __version__, "engine": self.engine,
                 "image_size_px": self.image_size_px, "fov_mm": self.fov_mm,
-                "lmode_angles_deg": list(LMODE_ANGLES_DEG), "render_image": self.render_image}
+                "lmode_angles_deg": list(LMODE_ANGLES_DEG), "render_image": self.render_image,
+                "max_axis_frames": MAX_AXIS_FRAMES}
 
     def _state_message(self) -> dict:
         age = None if self.last_heartbeat is None else round(time.monotonic() - self.last_heartbeat, 2)
@@ -485,29 +598,41 @@ class ViewerBridge:
         if view is None:
             return
         page.put_text(view.message())
-        newest_image = None
-        for index in sorted(view.frames):
-            page.put_frame(view.frames[index], draw=False)
-            if self.images.get(index) is not None:
-                newest_image = index
+        indices = sorted(view.frames)
+        page.put_frames([view.frames[index] for index in indices], draw=False)
+        newest_image = next((i for i in reversed(indices) if self.images.get(i) is not None), None)
         if newest_image is not None and self.results is None:
             page.put_frame(view.frames[newest_image], self.images.get(newest_image), draw=True)
         if view.guidance is not None:
             page.put_text({"type": "guidance", "pullback_id": view.pullback_id, "guidance": view.guidance})
 
+    def _bad_request(self, page: Page, error: str) -> None:
+        self.stats["bad_requests"] += 1
+        page.put_text({"type": "error", "error": error})
+
     async def _page_request(self, page: Page, text: str) -> None:
+        """Answer one page request: validated first (a JSON object ``{"type": "get_image",
+        "frame": int}`` and nothing else); anything else is one ``error`` reply, counted."""
         try:
             request = json.loads(text)
-            kind = request["type"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            page.put_text({"type": "error", "error": "requests are JSON objects with a 'type'"})
+        except (ValueError, RecursionError):
+            self._bad_request(page, "requests are JSON objects with a 'type'")
             return
-        if kind != "get_image":
-            page.put_text({"type": "error", "error": f"unknown request type {kind!r}"})
+        if not isinstance(request, dict) or not isinstance(request.get("type"), str):
+            self._bad_request(page, "requests are JSON objects with a 'type'")
+            return
+        if request["type"] != "get_image":
+            self._bad_request(page, f"unknown request type {request['type'][:40]!r}")
+            return
+        if set(request) - {"type", "frame"}:
+            self._bad_request(page, "get_image takes only 'frame'")
             return
         frame = request.get("frame")
+        if not isinstance(frame, int) or isinstance(frame, bool) or not 0 <= frame <= MAX_REQUEST_FRAME:
+            self._bad_request(page, f"get_image: 'frame' must be an integer in 0..{MAX_REQUEST_FRAME}")
+            return
         view = self.view
-        if not isinstance(frame, int) or view is None or frame not in view.frames:
+        if view is None or frame not in view.frames:
             page.put_text({"type": "no_image", "frame": frame, "reason": "no such frame"})
             return
         if self.results is not None:
@@ -724,7 +849,7 @@ class ViewerBridge:
         """The pullback's guidance is in. Frames whose overlay this bridge never received (a
         publisher queue overflowed) are filled in from the engine's results, numbers only, so
         the profile and the frame count are whole; then the guidance goes to the pages."""
-        n_frames = guidance.get("n_frames") or 0
+        n_frames = axis_frames(guidance.get("n_frames")) or 0
         missing = sorted(set(range(n_frames)) - set(view.frames))
         if missing:
             reply = await self._request("results", timeout_s=RESULTS_TIMEOUT_S, pullback_id=view.pullback_id)
@@ -840,6 +965,20 @@ class ViewerBridge:
         self.view = view
         self.detail = f"{results.results_dir}" + ("" if results.pullback is not None
                                                   else " (the replay's pullback is not here: no images)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_host(host: str) -> str:
+    """``host`` as it appears in a URL (IPv6 literals bracketed)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def results_source(results_dir: Path, pullback_file: Path | None, config: Config) -> ResultsSource:

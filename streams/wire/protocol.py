@@ -46,10 +46,20 @@ import numpy as np
 
 from streams.errors import GeometryError, OctguideError
 from streams.geometry import FrameGeometry
+from streams.intensity import IntensityScale
 from streams.pullback import Frame
 
 PROTOCOL_VERSION = 1
+"""Version of the JSON messages the engine sends (``v``) and of the control protocol."""
+HEADER_VERSION = 2
+"""Frame header version a sender writes: 2 states the console's dynamic range at offset 100
+(``dynamic_range_cdb``), which version 1 reserved (must be 0). Receivers accept
+:data:`HEADER_VERSIONS`; a version-1 header's scale is absent (assumed)."""
+HEADER_VERSIONS = (1, 2)
 MAGIC = b"OCTF"
+#: Stored full scale per dtype code, for the dynamic range: u1 255, u2 65535, f4 1.0.
+FULL_SCALE = {1: 255.0, 2: 65535.0, 3: 1.0}
+MAX_DYNAMIC_RANGE_CDB = 20_000  #: 200 dB, in hundredths of a dB
 
 #: Header layout: see the table in docs/protocol.md (offsets in bytes).
 HEADER_STRUCT = struct.Struct("<4sHHIIdQIIIBBBBddiIdddIIQ64s")
@@ -184,6 +194,10 @@ class FrameHeader:
         Length of the second message part, bytes.
     pullback_id : str
         Pullback identifier (:data:`PULLBACK_ID_PATTERN`).
+    dynamic_range_cdb : int
+        Version 2: dB, in hundredths, that the stored full scale (:data:`FULL_SCALE`) lies above
+        stored 0 (LOG: dB per count = range / full scale) or, LIN, the dB of the full-scale value
+        (``10 log10``); 0 = not stated (the engine assumes its default scale).
     """
 
     version: int
@@ -207,6 +221,7 @@ class FrameHeader:
     n_frames: int
     payload_bytes: int
     pullback_id: str
+    dynamic_range_cdb: int = 0
 
     @classmethod
     def for_frame(
@@ -226,7 +241,9 @@ class FrameHeader:
         flags: int = 0,
         send_time_ns: int = 0,
     ) -> FrameHeader:
-        """The header of one frame with ``geometry`` and samples of ``dtype``."""
+        """The header of one frame with ``geometry`` and samples of ``dtype``; a version-2
+        header stating the geometry's dynamic range when its ``intensity_scale`` is known (any
+        source but ``assumed``), else 0."""
         dtype = np.dtype(dtype)
         dtype = dtype if dtype.isnative else dtype.newbyteorder()
         if dtype not in DTYPE_CODES:
@@ -235,7 +252,7 @@ class FrameHeader:
         if geometry.refractive_index_applied:
             flags |= FLAG_REFRACTIVE_INDEX_APPLIED
         return cls(
-            version=PROTOCOL_VERSION,
+            version=HEADER_VERSION,
             flags=flags,
             frame_index=int(frame_index),
             acquisition_time_s=float(acquisition_time_s),
@@ -256,6 +273,7 @@ class FrameHeader:
             n_frames=int(n_frames),
             payload_bytes=geometry.n_alines * geometry.n_samples * dtype.itemsize,
             pullback_id=pullback_id,
+            dynamic_range_cdb=_range_cdb(geometry, DTYPE_CODES[dtype]),
         )
 
     def pack(self) -> bytes:
@@ -269,7 +287,7 @@ class FrameHeader:
             self.n_samples, self.dtype_code, INTENSITY_CODES[self.intensity],
             ROTATION_CODES[self.rotation], 0, self.aline_spacing_mm, self.refractive_index,
             self.z_offset_px, self.seam_index, self.frame_spacing_mm, self.pullback_rate_mm_s,
-            self.frame_rate_hz, self.n_frames, 0, self.payload_bytes, pid,
+            self.frame_rate_hz, self.n_frames, self.dynamic_range_cdb, self.payload_bytes, pid,
         )  # fmt: skip
 
     def replace(self, **changes: Any) -> FrameHeader:
@@ -308,7 +326,17 @@ class FrameHeader:
             n_padded_alines=self.n_padded_alines,
             rotation=self.rotation,
             intensity=self.intensity,
+            intensity_scale=self.intensity_scale(),
         )
+
+    def intensity_scale(self) -> IntensityScale | None:
+        """The console's scale this header states (source ``header``), None when absent."""
+        if not self.dynamic_range_cdb:
+            return None
+        range_db, full = self.dynamic_range_cdb / 100.0, FULL_SCALE[self.dtype_code]
+        if self.intensity == "LOG":
+            return IntensityScale.log_range(range_db, full, source="header")
+        return IntensityScale(1.0, range_db - 10.0 * math.log10(full), source="header")
 
 
 def unpack_header(raw: bytes | memoryview, limits: Limits | None = None) -> FrameHeader:
@@ -325,18 +353,21 @@ def unpack_header(raw: bytes | memoryview, limits: Limits | None = None) -> Fram
     magic, version, declared = struct.unpack_from("<4sHH", raw)
     if magic != MAGIC:
         raise ProtocolError("malformed_header", f"magic {bytes(magic)!r} is not {MAGIC!r}")
-    if version != PROTOCOL_VERSION:
+    if version not in HEADER_VERSIONS:
         raise ProtocolError("unknown_version",
-                            f"protocol version {version}; this engine speaks {PROTOCOL_VERSION}")
+                            f"header version {version}; this engine reads {', '.join(map(str, HEADER_VERSIONS))}")
     if declared != HEADER_SIZE or len(raw) != HEADER_SIZE:
         raise ProtocolError("malformed_header",
                             f"header is {len(raw)} bytes and declares {declared}, expected {HEADER_SIZE}")
     (_, _, _, flags, index, t_acq, t_send, n_alines, n_padded, n_samples, dtype_code, intensity,
      rotation, reserved0, spacing, index_n, z_offset, seam, pitch, rate, fps, n_frames, reserved1,
      payload_bytes, raw_id) = HEADER_STRUCT.unpack(raw)  # fmt: skip
-    if flags & ~KNOWN_FLAGS or reserved0 or reserved1:
+    if flags & ~KNOWN_FLAGS or reserved0 or (version == 1 and reserved1):
         raise ProtocolError("malformed_header",
                             f"reserved bits or bytes are set (flags=0x{flags:08x})")
+    if reserved1 and not 100 <= reserved1 <= MAX_DYNAMIC_RANGE_CDB:
+        raise ProtocolError("bad_geometry", f"dynamic_range_cdb={reserved1} is outside 100..{MAX_DYNAMIC_RANGE_CDB} "
+                            "(1..200 dB; 0 = not stated)")
     pullback_id = _pullback_id(raw_id)
     if dtype_code not in DTYPES:
         raise ProtocolError("unsupported_dtype",
@@ -351,12 +382,27 @@ def unpack_header(raw: bytes | memoryview, limits: Limits | None = None) -> Fram
         rotation=("CW", "CC")[rotation], aline_spacing_mm=spacing, refractive_index=index_n,
         z_offset_px=z_offset, seam_index=seam, frame_spacing_mm=pitch, pullback_rate_mm_s=rate,
         frame_rate_hz=fps, n_frames=n_frames, payload_bytes=payload_bytes, pullback_id=pullback_id,
+        dynamic_range_cdb=reserved1,
     )  # fmt: skip
     _check_header(header)
     max_n_frames = (limits or Limits()).max_n_frames
     if n_frames > max_n_frames:
         raise ProtocolError("absurd_dimensions", f"n_frames={n_frames} exceeds the limit of {max_n_frames}")
     return header
+
+
+def _range_cdb(geometry: FrameGeometry, dtype_code: int) -> int:
+    """The header's ``dynamic_range_cdb`` for a geometry's known scale (0 when assumed)."""
+    scale = geometry.intensity_scale
+    if scale is None or scale.source == "assumed":
+        return 0
+    full = FULL_SCALE[dtype_code]
+    if geometry.intensity == "LOG":
+        range_db = scale.db_per_count * full
+    else:
+        range_db = scale.offset_db + 10.0 * math.log10(full)
+    cdb = round(range_db * 100.0)
+    return cdb if 100 <= cdb <= MAX_DYNAMIC_RANGE_CDB else 0
 
 
 def _pullback_id(raw_id: bytes) -> str:

@@ -25,6 +25,8 @@ const C = {
   lumen: "rgb(80,220,80)",
   eel: "rgb(60,180,220)",
   lowConf: "rgb(150,150,150)",
+  lowConfBand: "rgba(255,200,0,0.22)",   // low-confidence frames on the profile
+  lowConfTick: "rgb(255,200,0)",          // and on the apposition bar
   plaque: { calcium: "rgb(255,255,255)", lipid: "rgb(255,200,0)", fibrous: "rgb(170,170,170)" },
   wire: "rgb(255,0,255)",
   wireFill: "rgba(255,0,255,0.25)",
@@ -40,6 +42,12 @@ const LATENCY_KEEP = 500;
 const EEL_BREAK_PX = 20;
 const DARK_UNDER = "rgba(0,0,0,0.7)";  // under grey dashed contours, so they show on bright walls      // consecutive EEL points further apart than this are not joined
 const RECONNECT_MS = 1000;
+// The longest axis the page lays out (the bridge says its own in hello.max_axis_frames): an
+// n_frames above it, or a frame index at or beyond it, is treated as unknown / not drawn, so a
+// header announcing 4294967295 frames cannot make the L-mode canvas unallocatable.
+let MAX_AXIS_FRAMES = 20000;
+const MAX_IMAGE_PX = 4096;
+const validCount = (n) => Number.isInteger(n) && n > 0 && n <= MAX_AXIS_FRAMES;
 
 const BASIS_TEXT = {
   eel: "EEL-based (mean EEL diameter at the distal reference, rounded down)",
@@ -51,6 +59,7 @@ const BASIS_TEXT = {
 // Page state
 
 const S = {
+  marks: { profile: [], apposition: [] },  // low-confidence frames marked on the strips
   mode: "live",
   imageSize: 512,
   fovMm: null,
@@ -100,7 +109,9 @@ const decoder = new TextDecoder();
 
 function connect() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  const sock = new WebSocket(`${proto}://${location.host}/ws`);
+  // the session token of the URL octguide view printed; the bridge refuses a socket without it
+  const token = new URLSearchParams(location.search).get("token") || "";
+  const sock = new WebSocket(`${proto}://${location.host}/ws?token=${encodeURIComponent(token)}`);
   sock.binaryType = "arraybuffer";
   ws = sock;
   sock.onmessage = (ev) => {
@@ -155,7 +166,9 @@ function onHello(m) {
   S.mode = m.mode === "results" ? "results" : "live";
   S.renderImage = m.render_image !== false;
   S.fovMm = isNum(m.fov_mm) ? m.fov_mm : null;
-  if (isNum(m.image_size_px) && m.image_size_px > 0 && m.image_size_px !== S.imageSize) {
+  if (Number.isInteger(m.max_axis_frames) && m.max_axis_frames > 0) MAX_AXIS_FRAMES = m.max_axis_frames;
+  if (Number.isInteger(m.image_size_px) && m.image_size_px > 0 && m.image_size_px <= MAX_IMAGE_PX
+      && m.image_size_px !== S.imageSize) {
     S.imageSize = m.image_size_px;
   }
   const cv = $("xsection");
@@ -234,7 +247,7 @@ function onPullback(id, nFrames, spacing) {
     S.nFrames = null;
     S.spacing = null;
   }
-  if (isNum(nFrames) && nFrames > 0) {
+  if (validCount(nFrames)) {
     S.nFrames = nFrames;
     ensureLmode(Math.max(nFrames, S.maxFrame + 1), S.lmodeH);
   }
@@ -254,7 +267,7 @@ function onGuidance(m) {
   else if (id !== null && id !== S.pullbackId) return;  // guidance of another pullback
   S.guidance = g;
   if (g) {
-    if (S.nFrames === null && isNum(g.n_frames) && g.n_frames > 0) {
+    if (S.nFrames === null && validCount(g.n_frames)) {
       S.nFrames = g.n_frames;
       // shrink a grown axis to the final frame count
       ensureLmode(Math.max(g.n_frames, S.maxFrame + 1), S.lmodeH);
@@ -286,20 +299,21 @@ function onFrame(h, buf, base) {
     else onPullback(h.pullback_id, null, null);  // frames of a pullback we were not told about
   }
   const k = h.frame;
-  if (!Number.isInteger(k) || k < 0) return;
+  if (!Number.isInteger(k) || k < 0 || k >= MAX_AXIS_FRAMES) return;
   const ov = h.overlay || null;
   const rec = S.frames.get(k) || { lmode: null };
   rec.status = h.status ?? ov?.status ?? null;
   rec.overlay = ov ?? rec.overlay ?? null;
   rec.reason = ov?.reason ?? h.reason ?? null;
-  if (h.lmode && h.lmode.n_angles > 0 && h.lmode.length_px > 0) {
+  if (h.lmode && Number.isInteger(h.lmode.n_angles) && h.lmode.n_angles > 0 && h.lmode.n_angles <= 64
+      && Number.isInteger(h.lmode.length_px) && h.lmode.length_px > 0 && h.lmode.length_px <= MAX_IMAGE_PX) {
     const n = h.lmode.n_angles * h.lmode.length_px;
     rec.lmode = new Uint8Array(buf.slice(base + h.lmode.offset, base + h.lmode.offset + n));
     rec.nAngles = h.lmode.n_angles;
     rec.lengthPx = h.lmode.length_px;
   }
   S.frames.set(k, rec);
-  if (h.image && Array.isArray(h.image.shape)) {
+  if (h.image && Array.isArray(h.image.shape) && h.image.shape.every((v) => Number.isInteger(v) && v > 0 && v <= MAX_IMAGE_PX)) {
     const [ih, iw] = h.image.shape;
     const grey = new Uint8Array(buf.slice(base + h.image.offset, base + h.image.offset + ih * iw));
     cachePut(k, { w: iw, h: ih, grey });
@@ -453,6 +467,29 @@ function putGrey(img, N) {
 }
 
 // centred text on the cross-section, wrapped to 80% of its width (lines go downwards from y)
+// The model's per-A-line uncertainty (overlay.uncertainty: {angles_deg, values}, 0..1) as a ring
+// just inside the image edge: transparent where certain, amber to red where uncertain.
+// Returns the number of segments drawn.
+function drawUncertainty(u, N) {
+  if (!u || !Array.isArray(u.angles_deg) || !Array.isArray(u.values)) return 0;
+  const n = Math.min(u.angles_deg.length, u.values.length, 4096);
+  if (n < 2) return 0;
+  const c = (N - 1) / 2, r = N * 0.47, half = 180 / n + 0.5;
+  xctx.lineWidth = Math.max(4, N * 0.02);
+  let drawn = 0;
+  for (let i = 0; i < n; i++) {
+    const a = u.angles_deg[i], v = u.values[i];
+    if (!isNum(a) || !isNum(v)) continue;
+    const t = Math.max(0, Math.min(1, v));
+    xctx.strokeStyle = `rgba(255,${Math.round(220 * (1 - t))},0,${(0.15 + 0.85 * t).toFixed(3)})`;
+    xctx.beginPath();
+    xctx.arc(c, c, r, rad(a - half), rad(a + half));
+    xctx.stroke();
+    drawn++;
+  }
+  return drawn;
+}
+
 function centreText(text, y, size, colour) {
   const N = S.imageSize;
   xctx.font = `600 ${size}px system-ui, sans-serif`;
@@ -533,7 +570,12 @@ function drawXsection(k) {
     centreText(rec.reason || "no reason given", N * 0.5, 15 * s, "#fff");
   } else if (status === "low_confidence") {
     centreText("LOW CONFIDENCE", N * 0.1, 34 * s, "rgb(255,200,0)");
+    // why, one cause per line (the record's reason, "; "-separated)
+    const causes = String(rec.reason || "no reason given").split("; ").slice(0, 4);
+    causes.forEach((c, i) => centreText(c, N * 0.1 + (30 + 17 * i) * s, 14 * s, "rgb(255,200,0)"));
   }
+  let uncertaintySegments = 0;
+  if (ov && $("toggle-uncertainty").checked) uncertaintySegments = drawUncertainty(ov.uncertainty, N);
 
   const overlayOn = $("toggle-overlay").checked;
   let lumenPoints = 0;
@@ -542,7 +584,8 @@ function drawXsection(k) {
     lumenPoints = drawOverlay(ov, N, status === "low_confidence");
   }
 
-  S.drawn = { frame: k, status, hasImage: !!img, lumenPoints };
+  S.drawn = { frame: k, status, hasImage: !!img, lumenPoints, uncertaintySegments,
+              reason: status === "low_confidence" || status === "rejected" ? rec.reason || null : null };
   document.body.dataset.drawnFrame = k === null ? "" : String(k);
   updateHook();
 }
@@ -729,7 +772,7 @@ function updateFramePanel() {
 
   const flag = $("m-flag");
   flag.dataset.status = status ?? "";
-  flag.textContent = status === "low_confidence" ? "LOW CONFIDENCE"
+  flag.textContent = status === "low_confidence" ? `LOW CONFIDENCE: ${rec.reason || "no reason given"}`
     : status === "rejected" ? `REJECTED: ${rec.reason || "no reason given"}` : "";
 
   setVal("m-lumen-area", fmt(m.lumen_area_mm2, 2, " mm²"), m.lumen_area_mm2);
@@ -886,6 +929,7 @@ function updateHook() {
     latency: { n: L.n, p50: L.p50, p99: L.p99, last: L.last },
     guidance: S.guidance,
     following: S.following,
+    marks: { profile: [...S.marks.profile], apposition: [...S.marks.apposition] },
   };
 }
 
@@ -1103,13 +1147,20 @@ function drawProfile() {
     ctx.fillStyle = "rgb(80,220,80)";
     for (const [k, a] of ok) ctx.fillRect(X(k) - 1.5, Y(a) - 1.5, 3, 3);
   }
-  // low-confidence and rejected frames: ticks at the bottom
+  // low-confidence frames: an amber band over their column (no area is plotted there) and a
+  // tick; rejected frames: a red tick
+  const marked = [];
   for (const [k, rec] of S.frames) {
-    if (rec.status === "low_confidence") ctx.fillStyle = "rgb(150,150,150)";
-    else if (rec.status === "rejected") ctx.fillStyle = "rgb(170,40,40)";
+    if (rec.status === "low_confidence") {
+      ctx.fillStyle = C.lowConfBand;
+      ctx.fillRect(edge(k), top, Math.max(1, edge(k + 1) - edge(k)), ph);
+      ctx.fillStyle = C.lowConfTick;
+      marked.push(k);
+    } else if (rec.status === "rejected") ctx.fillStyle = "rgb(170,40,40)";
     else continue;
     ctx.fillRect(X(k) - 1, bottom - 6, 2, 6);
   }
+  S.marks.profile = marked.sort((a, b) => a - b);
 
   // MLA: guidance's once it arrives, else the running minimum so far
   const mla = g?.mla && isNum(g.mla.frame) && isNum(g.mla.area_mm2) ? [g.mla.frame, g.mla.area_mm2] : runMin;
@@ -1160,7 +1211,21 @@ function drawApposition() {
   ctx.fillRect(0, 0, w, h);
   let any = false;
   for (const rec of S.frames.values()) if (rec.overlay?.struts?.length) { any = true; break; }
+  // low-confidence frames: an amber band on the bar's top third, with or without struts
+  const marked = [];
+  const markLowConfidence = () => {
+    if (!W) return;
+    ctx.fillStyle = C.lowConfTick;
+    for (const [k, rec] of S.frames) {
+      if (rec.status !== "low_confidence") continue;
+      const xa = (k / W) * w, xb = ((k + 1) / W) * w;
+      ctx.fillRect(xa, 0, Math.max(1, xb - xa), Math.max(3, h / 3));
+      marked.push(k);
+    }
+    S.marks.apposition = marked.sort((a, b) => a - b);
+  };
   if (!any || !W) {
+    markLowConfidence();
     ctx.fillStyle = "#5c626b";
     ctx.font = "11px system-ui, sans-serif";
     ctx.textAlign = "center";
@@ -1176,6 +1241,7 @@ function drawApposition() {
     const xa = (k / W) * w, xb = ((k + 1) / W) * w;
     ctx.fillRect(xa, 2, Math.max(1, xb - xa - (xb - xa > 3 ? 1 : 0)), h - 4);
   }
+  markLowConfidence();
   if (S.view !== null) {
     const x = Math.round(((S.view + 0.5) / W) * w) + 0.5;
     ctx.strokeStyle = "rgba(255,255,0,0.9)";
@@ -1219,6 +1285,7 @@ function init() {
   $("slider").addEventListener("input", (ev) => showFrame(Number(ev.target.value), true));
   $("live-button").addEventListener("click", followLive);
   $("toggle-overlay").addEventListener("change", () => drawXsection(S.view));
+  $("toggle-uncertainty").addEventListener("change", () => drawXsection(S.view));
   $("lmode-angle").addEventListener("change", (ev) => {
     S.angleIndex = Number(ev.target.value) || 0;
     redrawLmodeColumns();

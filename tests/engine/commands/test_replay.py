@@ -94,7 +94,7 @@ def test_replay_reports_an_unknown_scenario(tmp_path, capsys):
 def test_console_sim_sends_a_phantom_pullback_in_real_time(running_engine, capsys):
     _, endpoints = running_engine
     assert main(["console-sim", "--scenario", "normal", "--frames", "4", "--alines", "64", "--samples",
-                 "128", "--fps", "30", "--engine", endpoints["frames"]]) == 0
+                 "128", "--fps", "30", "--engine", endpoints["frames"], "--control", endpoints["control"]]) == 0
     line = capsys.readouterr().out
     assert "sent 4 frames" in line and "target 30.0" in line
     with ControlClient(endpoints["control"]) as control:
@@ -104,3 +104,90 @@ def test_console_sim_sends_a_phantom_pullback_in_real_time(running_engine, capsy
             time.sleep(0.05)
         counters = control.request("status")["counters"]
         assert counters["received"] == 4 and counters["shown"] + counters["backfilled"] + counters["late"] == 4
+
+
+def _nan_pullback(path, n: int = 4):
+    import dataclasses
+    pullback = small_pullback(n)
+    pullback = dataclasses.replace(pullback, frames=np.full(pullback.frames.shape, np.nan, np.float32))
+    write_pullback(pullback, path)
+    return path
+
+
+def test_replay_of_a_pullback_with_no_analysable_frame_exits_non_zero(running_engine, tmp_path, capsys):
+    """Every frame NaN: the engine analyses none, so replay fails with the reason (issue 13 item 11)."""
+    _, endpoints = running_engine
+    path = _nan_pullback(tmp_path / "nan.oct.h5")
+    out = tmp_path / "out"
+    assert main(["replay", str(path), "--out", str(out), "--engine", endpoints["control"],
+                 "--rate", "max"]) == 1
+    err = capsys.readouterr().err
+    assert "no analysable frame" in err and "4 frames" in err
+    assert (out / "pullback.json").exists()  # the results are still written, for the record
+
+
+def test_replay_against_a_dead_engine_fails_within_seconds(tmp_path, capsys):
+    """No engine behind --engine: a few seconds, not --timeout (issue 13 item 12)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    native = tmp_path / "small.oct.h5"
+    write_pullback(small_pullback(4), native)
+    start = time.monotonic()
+    assert main(["replay", str(native), "--out", str(tmp_path / "out"), "--engine",
+                 f"tcp://127.0.0.1:{port}", "--timeout", "600"]) == 1
+    assert time.monotonic() - start < 8.0
+    assert "not answering" in capsys.readouterr().err
+
+
+def test_replay_notices_an_engine_that_dies_mid_pullback(tmp_path, capsys):
+    engine = Engine(engine_config(tmp_path / "engine"), lambda: SlowMetal(delay_s=0.5))
+    endpoints = engine.start()
+    native = tmp_path / "small.oct.h5"
+    write_pullback(small_pullback(20), native)
+    import threading
+    threading.Timer(1.5, engine.stop).start()
+    start = time.monotonic()
+    assert main(["replay", str(native), "--out", str(tmp_path / "out"), "--engine", endpoints["control"],
+                 "--rate", "max", "--timeout", "600"]) == 1
+    assert time.monotonic() - start < 20.0
+    assert "not answering" in capsys.readouterr().err
+
+
+def test_console_sim_exits_non_zero_when_the_engine_rejects_pullbacks(tmp_path, capsys):
+    """--repeat beyond server.max_open_pullbacks: the engine rejects whole pullbacks
+    (too_many_pullbacks), and console-sim says so and fails (issue 13 item 12)."""
+    engine = Engine(engine_config(tmp_path / "engine", max_open_pullbacks=1),
+                    lambda: SlowMetal(delay_s=0.2))
+    endpoints = engine.start()
+    try:
+        code = main(["console-sim", "--scenario", "normal", "--frames", "3", "--alines", "64",
+                     "--samples", "128", "--fps", "0", "--repeat", "3", "--engine", endpoints["frames"],
+                     "--control", endpoints["control"]])
+    finally:
+        engine.stop()
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "too_many_pullbacks" in err and "rejected" in err
+
+
+def test_console_sim_checks_verdicts_of_accepted_pullbacks(running_engine, capsys):
+    _, endpoints = running_engine
+    assert main(["console-sim", "--scenario", "normal", "--frames", "3", "--alines", "64", "--samples",
+                 "128", "--fps", "0", "--repeat", "2", "--engine", endpoints["frames"],
+                 "--control", endpoints["control"]]) == 0
+    assert "complete" in capsys.readouterr().out
+
+
+def test_console_sim_against_a_dead_control_endpoint_fails_within_seconds(tmp_path, capsys):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    assert main(["console-sim", "--scenario", "normal", "--frames", "2", "--alines", "64", "--samples",
+                 "128", "--fps", "0", "--engine", f"tcp://127.0.0.1:{port}",
+                 "--control", f"tcp://127.0.0.1:{port}"]) == 1
+    assert time.monotonic() - start < 8.0
+    assert "not answering" in capsys.readouterr().err

@@ -102,7 +102,7 @@ class BridgeThread:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         asyncio.run_coroutine_threadsafe(bridge.start(), self.loop).result(timeout=60)
-        self.ws_url = f"ws://127.0.0.1:{bridge.port}/ws"
+        self.ws_url = f"ws://127.0.0.1:{bridge.port}/ws?token={bridge.token}"
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.bridge.stop(), self.loop).result(timeout=30)
@@ -220,6 +220,60 @@ def test_http_serves_only_the_page_assets_with_a_strict_csp(live):
             urllib.request.urlopen(base + path, timeout=10)
         assert error.value.code == 404
         error.value.close()
+
+
+def _handshake_status(url: str, **headers: str) -> int:
+    """101 when the WebSocket opened, else the HTTP status the bridge refused it with."""
+    from websockets.exceptions import InvalidStatus
+    try:
+        with connect(url, additional_headers=headers or None, open_timeout=10):
+            return 101
+    except InvalidStatus as exc:
+        return exc.response.status_code
+
+
+def _raw_handshake_status(port: int, target: str, host: str) -> int:
+    """The status line's code of a hand-written WebSocket handshake with exactly this Host."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall((f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        return int(sock.recv(4096).split(b" ", 2)[1])
+
+
+def test_websocket_accepts_only_its_own_origin_host_and_session_token(tmp_path):
+    """Issue 13 item 9 over real sockets: a foreign origin, a rebinding Host, a missing or wrong
+    token are each refused with 403 and counted; the printed URL's token, the own origin and a
+    configured origin open."""
+    bridge = BridgeThread(ViewerBridge("tcp://127.0.0.1:9", port=0,
+                                       allowed_origins=["http://127.0.0.1:7777"]))
+    try:
+        b = bridge.bridge
+        port, good = b.port, bridge.ws_url
+        assert b.url == f"http://127.0.0.1:{port}/?token={b.token}" and len(b.token) >= 24
+        assert _handshake_status(good) == 101  # no Origin: a local non-browser client with the token
+        assert _handshake_status(good, Origin=f"http://127.0.0.1:{port}") == 101
+        assert _handshake_status(good, Origin=f"http://localhost:{port}") == 101
+        assert _handshake_status(good, Origin="http://127.0.0.1:7777") == 101  # configured
+        assert _raw_handshake_status(port, f"/ws?token={b.token}", f"localhost:{port}") == 101
+        refused = [
+            _handshake_status(good, Origin="http://evil.example"),
+            _handshake_status(good, Origin=f"http://127.0.0.1:{port + 1}"),
+            _handshake_status(good, Origin="null"),
+            _raw_handshake_status(port, f"/ws?token={b.token}", f"evil.example:{port}"),  # rebinding
+            _raw_handshake_status(port, f"/ws?token={b.token}", "127.0.0.1"),  # no port
+            _handshake_status(good, Host=f"evil.example:{port}"),  # two Host headers
+            _handshake_status(f"ws://127.0.0.1:{port}/ws"),
+            _handshake_status(f"ws://127.0.0.1:{port}/ws?token=" + "x" * len(b.token)),
+            _handshake_status(f"{good}&token={b.token}"),
+        ]
+        assert refused == [403] * len(refused)
+        assert b.stats["pages_refused"] == len(refused)
+    finally:
+        bridge.stop()
+    other = ViewerBridge("tcp://127.0.0.1:9", port=0)
+    assert other.token != b.token  # one per session
 
 
 def test_page_assets_load_nothing_from_elsewhere():
@@ -474,3 +528,132 @@ def test_replay_records_what_it_replayed(tmp_path):
     args.pullback = "some.dcm"
     write_replay_spec(args, "x")
     assert Path(json.loads((tmp_path / "replay.json").read_text())["pullback"]).is_absolute()
+
+
+# ------------------------------------------------------------------------------ hostile pages ---
+
+
+def _bridge_with_frames(n: int) -> BridgeThread:
+    """A bridge (no engine behind it) holding a pullback of ``n`` frame records, as after a long
+    live pullback."""
+    from engine.viewer.bridge import PullbackView
+    bridge = BridgeThread(ViewerBridge("tcp://127.0.0.1:9", port=0))
+    view = PullbackView("long.pullback", n_frames=4294967295)  # an absurd count the page must survive
+    for k in range(n):
+        view.frames[k] = FrameEntry({"type": "frame", "pullback_id": view.pullback_id, "frame": k,
+                                     "lane": "live", "status": "ok", "sent_unix_ns": None,
+                                     "overlay": {"frame": k, "status": "ok"}}, None)
+
+    async def install():
+        bridge.bridge.view = view
+    asyncio.run_coroutine_threadsafe(install(), bridge.loop).result(timeout=10)
+    return bridge
+
+
+def _replies_until_marker(page: PageClient, timeout_s: float = 10.0) -> list[dict]:
+    """Messages up to the answer to the marker request (get_image of frame 0: no_image here),
+    less the bridge's periodic state broadcasts."""
+    page.ws.send(json.dumps({"type": "get_image", "frame": 0}))
+    seen = []
+    while True:
+        message = page.next(timeout_s)
+        if message["type"] == "no_image" and message["frame"] == 0:
+            return seen
+        if message["type"] != "state":
+            seen.append(message)
+
+
+def _open_page(bridge: BridgeThread, n: int) -> PageClient:
+    page = PageClient(bridge.ws_url)
+    frames = page.until(lambda m: m["type"] == "pullback")
+    assert frames["n_frames"] is None  # 4294967295 is not a count a page can lay out
+    got = [page.next()["frame"] for _ in range(n)]
+    assert got == list(range(n))
+    return page
+
+
+def test_a_page_opened_after_a_long_pullback_gets_every_frame():
+    """Issue 13 item 10: 5000 frames > the 4096-message outbox: sent in bounded chunks, not
+    'page outbox full'."""
+    bridge = _bridge_with_frames(5000)
+    try:
+        page = _open_page(bridge, 5000)
+        assert bridge.bridge.stats["pages_dropped"] == 0 and len(bridge.bridge.pages) == 1
+        page.close()
+    finally:
+        bridge.stop()
+
+
+BAD_REQUESTS = ['{"type":"get_image","frame":1e999}', '{"type":"get_image","frame":-1e999}',
+                '{"type":"get_image","frame":NaN}', '{"type":"get_image","frame":true}',
+                '{"type":"get_image","frame":99999999999999999999999}', '{"type":"get_image","frame":-3}',
+                '{"type":"get_image","frame":"1"}', '{"type":"get_image","frame":1,"x":1}',
+                '[' * 50000 + ']' * 10, '{"type":' + '[' * 20000, '[]', '"get_image"', '{}',
+                '{"type":1e999}', '{"type":"x"}', 'null', '\x00', '{"type":"get_image"}']
+
+
+def test_every_bad_page_request_is_one_error_reply_and_the_page_lives_on():
+    bridge = _bridge_with_frames(3)
+    try:
+        page = _open_page(bridge, 3)
+        for text in BAD_REQUESTS:
+            page.ws.send(text)
+            replies = _replies_until_marker(page)
+            assert [m["type"] for m in replies] == ["error"], (text[:60], replies)
+        page.ws.send(b"\x01\x02")  # binary: not a request
+        assert [m["type"] for m in _replies_until_marker(page)] == ["error"]
+        assert bridge.bridge.stats["bad_requests"] == len(BAD_REQUESTS) + 1
+        page.close()
+    finally:
+        bridge.stop()
+
+
+def test_websocket_fuzz_never_kills_a_page_loop():
+    """Hypothesis over a real WebSocket: any text or bytes is answered by at most one reply
+    (error or no_image), and the same page's next request is still answered."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
+        | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=12)
+    requests = (st.fixed_dictionaries({"type": st.sampled_from(["get_image", "x"])},
+                                      optional={"frame": json_values}).map(json.dumps)
+                | json_values.map(json.dumps) | st.text(max_size=200) | st.binary(max_size=64))
+    bridge = _bridge_with_frames(3)
+    try:
+        page = _open_page(bridge, 3)
+
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(requests)
+        def one(request):
+            page.ws.send(request)
+            replies = _replies_until_marker(page)
+            assert len(replies) <= 1 and all(m["type"] in ("error", "no_image") for m in replies), replies
+
+        one()
+        assert len(bridge.bridge.pages) == 1
+        page.close()
+    finally:
+        bridge.stop()
+
+
+def test_uncertainty_overlay_keeps_the_worst_a_line_of_each_group_at_its_screen_angle():
+    from engine.display.overlay import screen_deg
+    from engine.viewer.bridge import uncertainty_overlay
+    from tests.engine.realtime.test_server import small_pullback
+    frame = small_pullback(1).frame(0)  # 64 A-lines
+    grid, orientation = CartesianGrid(64, 4.0), DisplayOrientation()
+    values = [0.1] * 64
+    values[5] = 0.95
+    values[40] = None
+    u = uncertainty_overlay({"uncertainty": values}, frame, grid, orientation, max_points=16)
+    assert len(u["values"]) == len(u["angles_deg"]) == 16
+    assert u["values"][1] == 0.95 and u["values"].count(0.1) == 15  # rows 4..7: the worst kept
+    assert u["angles_deg"][0] == pytest.approx(screen_deg(frame.geometry, grid, orientation, 1.5,
+                                                          frame.seam_index), abs=0.01)
+    assert uncertainty_overlay({"uncertainty": [None] * 64}, frame, grid, orientation) is None
+    assert uncertainty_overlay({}, frame, grid, orientation) is None
+    assert uncertainty_overlay({"uncertainty": "x"}, frame, grid, orientation) is None

@@ -101,7 +101,7 @@ class Stack:
     def send(self, scenario: str, seed: int) -> None:
         """``octguide console-sim`` at the phantom's 180 frames/s."""
         sim = _cli("console-sim", "--scenario", scenario, "--seed", str(seed), "--frames", str(FRAMES),
-                   *GEOMETRY, "--engine", self.endpoints["frames"], stdout=subprocess.DEVNULL,
+                   *GEOMETRY, "--engine", self.endpoints["frames"], "--control", self.endpoints["control"], stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
         assert sim.wait(timeout=300) == 0
 
@@ -174,7 +174,7 @@ def test_operator_watches_a_pullback_live_then_reviews_it_and_sees_the_engine_di
         page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
         page.goto(stack.url)
         page.wait_for_selector("#state[data-state=waiting]", timeout=60_000)
-        tap = PageClient(stack.url.replace("http://", "ws://") + "ws")  # what the page is sent
+        tap = PageClient(stack.url.replace("http://", "ws://").replace("/?", "/ws?"))  # what the page is sent
 
         # --- pre-PCI pullback, live ---
         stack.send("calcified", 1)
@@ -292,3 +292,127 @@ def test_operator_watches_a_pullback_live_then_reviews_it_and_sees_the_engine_di
         if tap is not None:
             tap.close()
         stack.stop()
+
+
+FOREIGN_PAGE = b"""<!doctype html><title>not the viewer</title><script>
+window.tryViewer = (url) => new Promise((resolve) => {
+  const ws = new WebSocket(url);
+  ws.onmessage = (ev) => { resolve("read:" + JSON.parse(ev.data).type); ws.close(); };
+  ws.onclose = () => resolve("closed");
+});
+</script>"""
+
+
+def test_a_page_from_another_origin_cannot_read_the_viewer(browser):
+    """Issue 13 item 9 in Chromium: a page served from another loopback port, knowing even the
+    session token, is refused by the bridge; the same page is let in once its origin is configured
+    (so the refusal is the origin check, not a broken socket), and the viewer's own page connects."""
+    import http.server
+    import threading
+
+    from engine.viewer.bridge import ViewerBridge
+    from tests.engine.viewer.test_bridge import BridgeThread
+
+    class Foreign(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(FOREIGN_PAGE)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Foreign)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    foreign = f"http://127.0.0.1:{server.server_address[1]}"
+    strict = BridgeThread(ViewerBridge("tcp://127.0.0.1:9", port=0))
+    lenient = BridgeThread(ViewerBridge("tcp://127.0.0.1:9", port=0, allowed_origins=[foreign]))
+    try:
+        page = browser.new_page()
+        page.goto(foreign + "/")
+        assert page.evaluate("(u) => tryViewer(u)", strict.ws_url) == "closed"
+        assert strict.bridge.stats["pages_refused"] == 1
+        assert page.evaluate("(u) => tryViewer(u)", lenient.ws_url) == "read:hello"
+        own = browser.new_page()
+        own.goto(strict.bridge.url)
+        deadline = time.monotonic() + 30
+        while len(strict.bridge.pages) != 1:
+            assert time.monotonic() < deadline, "the viewer's own page did not connect"
+            time.sleep(0.1)
+        assert strict.bridge.stats["pages_refused"] == 1
+        own.goto(strict.bridge.url.split("?")[0])  # the page without the printed token
+        own.wait_for_selector("#state[data-state=bridge_lost]", timeout=30_000)
+        assert strict.bridge.stats["pages_refused"] >= 2
+    finally:
+        strict.stop()
+        lenient.stop()
+        server.shutdown()
+        server.server_close()
+
+
+LOW = {4: "lumen inside the catheter", 11: "sheath calibration mismatch; lumen area jump from the adjacent frame"}
+
+
+def _confidence_results(folder: Path, n: int = 16) -> None:
+    """A results folder of ``n`` frames, LOW low-confidence with their reasons, struts on every
+    frame (so the apposition bar is drawn) and a per-A-line uncertainty (high on one quadrant)."""
+    folder.mkdir(parents=True)
+    records = []
+    for k in range(n):
+        uncertainty = [0.9 if a < 16 else 0.05 for a in range(64)]
+        record = {"frame": k, "pullback_id": "conf.1", "status": "low_confidence" if k in LOW else "ok",
+                  "lumen": {"area_mm2": 5.0 + 0.1 * k, "radius_mm": [0.8] * 64},
+                  "struts": [{"aline": 10, "radius_mm": 0.85, "malapposed": False, "distance_to_lumen_um": 20}],
+                  "uncertainty": uncertainty}
+        if k in LOW:
+            record["reason"] = LOW[k]
+        records.append(record)
+    (folder / "frames.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "pullback.json").write_text(json.dumps({"pullback_id": "conf.1", "n_frames": n,
+                                                      "status": "complete"}))
+
+
+def test_low_confidence_frames_are_marked_with_their_reason_and_the_uncertainty_overlay(browser, tmp_path):
+    """Issue 16 item 5, viewer: low-confidence frames marked on the profile and the apposition
+    bar (asserted by the page's hook and by pixels), the record's reason on the frame, and the
+    model's per-A-line uncertainty as a ring when toggled."""
+    from engine.compute.scan_convert import CartesianGrid
+    from engine.viewer.bridge import ResultsSource, ViewerBridge
+    from tests.engine.realtime.test_server import small_pullback
+    from tests.engine.viewer.test_bridge import BridgeThread
+
+    _confidence_results(tmp_path / "out")
+    source = ResultsSource(tmp_path / "out", small_pullback(16), CartesianGrid(128, 4.0))
+    bridge = BridgeThread(ViewerBridge(None, port=0, results=source))
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(bridge.bridge.url)
+        _wait_hook(page, "window.octguideViewer.framesReceived === 16 && window.octguideViewer.marks.apposition.length > 0", 60)
+        hook = _hook(page)
+        assert hook["marks"] == {"profile": sorted(LOW), "apposition": sorted(LOW)}
+        # pixels: amber in the apposition bar's top third over a marked column, not over an ok one
+        px = page.evaluate("""() => { const cv = document.getElementById('apposition');
+            const ctx = cv.getContext('2d'); const W = 16, y = 1;
+            const at = (k) => Array.from(ctx.getImageData(Math.floor((k + 0.5) / W * cv.width), y, 1, 1).data);
+            return [at(4), at(6)]; }""")
+        assert px[0][:3] == [255, 200, 0] and px[1][:3] != [255, 200, 0], px
+        _show(page, 11)
+        hook = _hook(page)
+        assert hook["drawn"]["frame"] == 11 and hook["drawn"]["reason"] == LOW[11]
+        assert LOW[11] in page.inner_text("#m-flag") and hook["drawn"]["uncertaintySegments"] == 0
+        page.check("#toggle-uncertainty")
+        _wait_hook(page, "window.octguideViewer.drawn.uncertaintySegments > 0", 30)
+        assert _hook(page)["drawn"]["uncertaintySegments"] == 64
+        assert not errors, errors
+    finally:
+        bridge.stop()
+
+
+def _show(page, k: int) -> None:
+    """Scrub to frame ``k`` the way the operator does: a click on its L-mode column."""
+    box = page.locator("#lmode").bounding_box()
+    page.mouse.click(box["x"] + (k + 0.5) / 16 * box["width"], box["y"] + box["height"] / 2)
+    _wait_hook(page, f"window.octguideViewer.drawn.frame === {k}", 30)

@@ -70,13 +70,62 @@ def pixels_of(dtype: str = "<u2", geometry: FrameGeometry = GEOMETRY) -> np.ndar
 
 
 def test_documented_example_bytes():
-    raw = example_header().pack()
+    """docs/protocol.md 2.4: the version-1 bytes are still read, as 'scale not stated'."""
+    raw = example_header().replace(version=1).pack()
     assert len(raw) == HEADER_SIZE == 176
     assert raw == DOC_EXAMPLE
     header = unpack_header(raw)
-    assert header == example_header()
+    assert header == example_header().replace(version=1)
     assert header.payload_bytes == 500 * 1000 * 2
     assert header.start_of_pullback and not header.end_of_pullback
+    assert header.geometry().intensity_scale is None  # absent = assumed
+
+
+#: docs/protocol.md 2.6: the same frame as version 2, stating 48 dB over the uint16 full scale.
+DOC_EXAMPLE_V2 = DOC_EXAMPLE[:4] + b"\x02" + DOC_EXAMPLE[5:100] + bytes.fromhex("c0 12 00 00") + DOC_EXAMPLE[104:]
+
+
+def test_version_2_header_states_the_dynamic_range():
+    from streams.intensity import IntensityScale
+    g = FrameGeometry(n_alines=500, n_samples=1000, aline_spacing_mm=0.0065, refractive_index=1.34,
+                      intensity_scale=IntensityScale.log_range(48.0, 65535, source="dicom-lut"))
+    header = FrameHeader.for_frame(
+        "pb-0001", 7, 7 / 180, g, np.dtype("<u2"), frame_spacing_mm=0.1, pullback_rate_mm_s=18.0,
+        frame_rate_hz=180.0, z_offset_px=12, seam_index=42, n_frames=540,
+        flags=FLAG_START_OF_PULLBACK, send_time_ns=1_700_000_000_000_000_000)
+    raw = header.pack()
+    assert raw == DOC_EXAMPLE_V2 and raw[4] == 2 and raw[100:104] == bytes.fromhex("c0 12 00 00")
+    decoded = unpack_header(raw)
+    scale = decoded.geometry().intensity_scale
+    assert decoded.dynamic_range_cdb == 4800 and scale.source == "header"
+    assert scale.to_db(np.array([65535.0]))[0] == pytest.approx(48.0)
+    # an assumed scale is not stated on the wire
+    assumed = FrameGeometry(n_alines=500, n_samples=1000, aline_spacing_mm=0.0065,
+                            intensity_scale=IntensityScale.log_range(48.0, 65535))
+    assert FrameHeader.for_frame("pb-1", 0, 0.0, assumed, np.dtype("<u2"), frame_spacing_mm=0.1,
+                                 frame_rate_hz=180.0).dynamic_range_cdb == 0
+
+
+def test_lin_dynamic_range_puts_the_full_scale_at_the_stated_db():
+    g = FrameGeometry(n_alines=32, n_samples=48, aline_spacing_mm=0.005, intensity="LIN")
+    header = FrameHeader.for_frame("pb-1", 0, 0.0, g, np.dtype("<f4"), frame_spacing_mm=0.1,
+                                   frame_rate_hz=180.0).replace(dynamic_range_cdb=6000)
+    scale = unpack_header(header.pack()).geometry().intensity_scale
+    assert scale.source == "header" and scale.to_db(np.array([1.0]), "LIN")[0] == pytest.approx(60.0)
+    assert scale.to_db(np.array([0.1]), "LIN")[0] == pytest.approx(50.0)
+    # a round trip through for_frame states the same range
+    again = FrameHeader.for_frame("pb-1", 0, 0.0, unpack_header(header.pack()).geometry(), np.dtype("<f4"),
+                                  frame_spacing_mm=0.1, frame_rate_hz=180.0)
+    assert again.dynamic_range_cdb == 6000
+
+
+@pytest.mark.parametrize("version, cdb, reason", [(1, 4800, "malformed_header"), (2, 99, "bad_geometry"),
+                                                  (2, 20001, "bad_geometry"), (3, 0, "unknown_version")])
+def test_bad_dynamic_ranges_and_versions_are_rejected(version, cdb, reason):
+    raw = example_header().replace(version=version, dynamic_range_cdb=cdb).pack()
+    with pytest.raises(ProtocolError) as error:
+        unpack_header(raw)
+    assert error.value.reason == reason
 
 
 @pytest.mark.parametrize("dtype", ["u1", "<u2", "<f4"])
@@ -135,9 +184,9 @@ def _raw(header: FrameHeader, **fields) -> bytes:
         (lambda h, p: [_raw(h, header_size=200), p], "malformed_header"),
         (lambda h, p: [_raw(h, flags=1 << 7), p], "malformed_header"),
         (lambda h, p: [_raw(h, reserved0=1), p], "malformed_header"),
-        (lambda h, p: [_raw(h, reserved1=1), p], "malformed_header"),
+        (lambda h, p: [_raw(h, version=1, reserved1=1), p], "malformed_header"),
         (lambda h, p: [_raw(h, intensity=7), p], "malformed_header"),
-        (lambda h, p: [_raw(h, version=2), p], "unknown_version"),
+        (lambda h, p: [_raw(h, version=3), p], "unknown_version"),
         (lambda h, p: [_raw(h, version=0), p], "unknown_version"),
         (lambda h, p: [h.replace(pullback_id="").pack(), p], "bad_pullback_id"),
         (lambda h, p: [h.replace(pullback_id="../etc").pack(), p], "bad_pullback_id"),
