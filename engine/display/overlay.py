@@ -30,6 +30,35 @@ def screen_deg(geometry: FrameGeometry, grid: CartesianGrid, orientation: Displa
     return float(np.degrees(np.arctan2(x - centre, centre - y)) % 360.0)
 
 
+def uncertainty_ring(record: dict, frame: Frame, grid: CartesianGrid,
+                     orientation: DisplayOrientation, max_points: int = 64) -> dict | None:
+    """The record's per-A-line ``uncertainty`` (0..1, docs/results.md) as the page draws it:
+    ``{"angles_deg": [...], "values": [...]}``, screen degrees clockwise from 12 o'clock of the
+    scan converter's own mapping, at most ``max_points`` (the largest value of each group of
+    rows, so an uncertain A-line is never averaged away); None without any value. Vectorised:
+    it runs for every live overlay."""
+    values = record.get("uncertainty")
+    g = frame.geometry
+    if not isinstance(values, list) or not values:
+        return None
+    n = min(len(values), g.n_valid_alines)
+    v = np.array([x if isinstance(x, (int, float)) and not isinstance(x, bool) else np.nan
+                  for x in values[:n]], dtype=np.float64)
+    if n == 0 or not np.isfinite(v).any():
+        return None
+    k = min(n, max_points)
+    starts = (np.arange(k) * n) // k  # the groups np.array_split makes
+    ends = np.append(starts[1:], n)
+    with np.errstate(invalid="ignore"):
+        peak = np.fmax.reduceat(v, starts)
+    keep = np.isfinite(peak)
+    rows = (starts + ends - 1) / 2.0
+    x, y = polar_to_image(g, grid, orientation, rows[keep], 1.0, 0.0, frame.seam_index)
+    centre = (grid.size_px - 1) / 2.0
+    angles = np.degrees(np.arctan2(x - centre, centre - y)) % 360.0
+    return {"angles_deg": np.round(angles, 2).tolist(), "values": np.round(peak[keep], 2).tolist()}
+
+
 def _arc(geometry: FrameGeometry, grid: CartesianGrid, orientation: DisplayOrientation,
          alines: list, seam: int) -> dict:
     """Screen arc of an inclusive stored-row range, clockwise from ``start_deg``."""
@@ -119,6 +148,7 @@ def build_overlay(record: dict, frame: Frame, grid: CartesianGrid,
                                                      frame.seam_index),
         "struts": struts,
         "metrics": overlay_metrics(record),
+        "uncertainty": uncertainty_ring(record, frame, grid, orientation),
         "latency_ms": {k: round(v, 3) for k, v in latency_ms.items()},
     }
 

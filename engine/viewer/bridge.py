@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import zmq
 import zmq.asyncio
 from websockets.asyncio.server import ServerConnection, serve
@@ -54,7 +53,7 @@ from engine.display.overlay import (
     display_grey,
     lmode_cuts,
     overlay_metrics,
-    screen_deg,
+    uncertainty_ring,
 )
 from engine.sources import open_pullback
 from streams.errors import OctguideError
@@ -344,28 +343,9 @@ class ResultsSource:
 
 def uncertainty_overlay(record: dict, frame: Any, grid: CartesianGrid, orientation: DisplayOrientation,
                         max_points: int = 360) -> dict | None:
-    """The record's per-A-line ``uncertainty`` (0..1, docs/results.md) as the page draws it:
-    ``{"angles_deg": [...], "values": [...]}``, screen degrees clockwise from 12 o'clock of the
-    scan converter's own mapping, at most ``max_points`` (the largest value of each group of
-    rows, so an uncertain A-line is never averaged away); None without any value."""
-    values = record.get("uncertainty")
-    g = frame.geometry
-    if not isinstance(values, list) or not values:
-        return None
-    n = min(len(values), g.n_valid_alines)
-    v = np.array([x if isinstance(x, (int, float)) and not isinstance(x, bool) else np.nan
-                  for x in values[:n]], dtype=np.float64)
-    if not np.isfinite(v).any():
-        return None
-    groups = np.array_split(np.arange(n), min(n, max_points))
-    angles, out = [], []
-    for rows in groups:
-        group = v[rows]
-        if not np.isfinite(group).any():
-            continue
-        angles.append(round(screen_deg(g, grid, orientation, float(rows.mean()), frame.seam_index), 2))
-        out.append(round(float(np.nanmax(group)), 2))
-    return {"angles_deg": angles, "values": out}
+    """The record's per-A-line ``uncertainty`` as the page draws it, for results mode (live
+    overlays carry it already): :func:`engine.display.overlay.uncertainty_ring`."""
+    return uncertainty_ring(record, frame, grid, orientation, max_points)
 
 
 def load_replay_pullback(results_dir: Path, pullback_file: Path | None) -> Pullback | None:
