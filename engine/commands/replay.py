@@ -165,6 +165,8 @@ def replay(pullback: Pullback, control_endpoint: str, out: Path, *, fps: float |
         "counts": result.get("counts"),
         "end_to_end_ms": {"live": end_to_end("live"), "backfill": end_to_end("backfill")},
         "guidance_delay_s": result.get("timing", {}).get("guidance_delay_s"),
+        "first_live_ms": result.get("timing", {}).get("first_live_ms"),
+        "live_median_ms": result.get("timing", {}).get("live_median_ms"),
         "guidance": guidance_summary(result),
         "results": {"frames": str(out / "frames.jsonl"), "pullback": str(out / "pullback.json")},
         "model": result.get("model"),
@@ -186,6 +188,10 @@ def format_summary(summary: dict) -> str:
         if lat.get("n"):
             lines.append(f"{lane:<15}{lat['n']} overlays, receipt to send p50 {lat['p50']:.1f} ms, "
                          f"p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms")
+    first, median = summary.get("first_live_ms"), summary.get("live_median_ms")
+    if first is not None and median:
+        lines.append(f"first live     {first:.1f} ms vs live median {median:.1f} ms "
+                     f"({first / median:.2f}x; issue 13 asks <= 1.5x)")
     lines.append(f"status         {g['status']}")
     if g.get("mla_mm2") is not None:
         lines.append(f"MLA            {g['mla_mm2']:.2f} mm2 at frame {g['mla_frame']}")
