@@ -24,6 +24,9 @@ SUITES = {
              "TensorRT where usable, int8 variants (--int8)",
     "measure": "per-frame metal detection + measurement on one core (500-A-line phantom frames) "
                "against its 5 ms budget",
+    "stages": "per-stage p50/p99 of the frame path (preprocess, inference, read-out, metal, "
+              "measure, scan conversion, render, encoding) against the issue-17 budgets, raw and "
+              "scaled to this machine, with the naive loop in the same run",
     "e2e": "end to end through real sockets: console -> octguide serve (separate process) -> "
            "display at 30/180 frames/s and flat out, per stage, against a naive in-process loop",
 }
