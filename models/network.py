@@ -7,10 +7,11 @@ is the neighbour of A-line K-1, so every convolution pads the A-line axis circul
 inside the catheter centre or beyond the grid). Strided convolutions keep the A-line phase: a
 roll of the input by a multiple of :attr:`SegNet.stride` rolls every output by the same amount.
 
-The input is folded 2x2 into channels (pixel unshuffle) so that all convolutions run at half
-resolution or below, and the class logits are unfolded back to full resolution (pixel shuffle):
-the full-resolution boundary position survives in the four sub-pixel channels while the compute
-stays a quarter of a full-resolution U-Net's (the latency budget is ~12 ms on two CPU cores).
+The input is folded ``fold x fold`` into channels (pixel unshuffle; 4x4 since octseg 2.0, 2x2
+before) so that all convolutions run at 1/fold resolution or below, and the class logits are
+unfolded back to full resolution (pixel shuffle): the full-resolution boundary position survives
+in the sub-pixel channels while the compute stays 1/fold^2 of a full-resolution U-Net's (the
+segment stage's budget is 8 ms p50 on a machine 3x slower than the build machine).
 
 Outputs (training form, logits):
 
@@ -48,6 +49,12 @@ class NetworkConfig:
         both axes.
     aline_hidden : int
         Channels of the hidden 1-D layer of the per-A-line head.
+    fold : int
+        Pixel-unshuffle factor of the input (4 since octseg 2.0: all convolutions at quarter
+        resolution or below, 0.41x the ONNX Runtime latency of the 2x2 fold of octseg 1.x at the
+        same widths and grid, ``bench/bench_architectures.py``).
+    separable : bool
+        Depthwise-separable 3x3 convolutions after the stem (not used by the shipped model).
     """
 
     widths: tuple[int, ...] = (16, 32, 64, 96)
