@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_model import measure  # noqa: E402
+from bench_model import measure
 
-from models.grid import ModelGrid  # noqa: E402
+from models.grid import ModelGrid
 
 CANDIDATES = {
     "v1 16/32/64/96 f2 256x384": ((16, 32, 64, 96), 2, False, (256, 384)),

@@ -52,8 +52,8 @@ def test_default_domain_is_the_phantom_system_and_is_stated():
 
 @pytest.fixture(scope="module")
 def two_catheters():
-    kwargs = dict(seed=5, n_frames=1, n_alines=256, n_samples=600, ranging_depth_mm=5.0,
-                  z_offset_px=0)
+    kwargs = {"seed": 5, "n_frames": 1, "n_alines": 256, "n_samples": 600,
+              "ranging_depth_mm": 5.0, "z_offset_px": 0}
     return (generate_pullback("normal", **kwargs),
             generate_pullback("normal", domain=FOREIGN_LIKE, **kwargs))
 
@@ -64,7 +64,7 @@ def test_rings_render_in_every_aline_and_do_not_change_the_truth(two_catheters):
     db = g.intensity_scale.to_db(foreign.frames[0].astype(np.float64))
     floor = np.median(db[:, -100:])
     for r, _ in FOREIGN_LIKE.rings[:3]:
-        column = int(round(float(g.column(r, 0))))
+        column = round(float(g.column(r, 0)))
         peak = db[:, max(column - 2, 0): column + 3].max(axis=1)
         assert np.mean(peak > floor + 20) > 0.95, f"ring at {r} mm not bright in most A-lines"
     t0, t1 = base.truth.frames[0], foreign.truth.frames[0]
@@ -79,5 +79,5 @@ def test_lumen_class_starts_outside_every_ring(two_catheters):
     lumen = classes[TissueClass.LUMEN]
     rows = np.isfinite(t.lumen_px)
     for r, _ in FOREIGN_LIKE.rings:
-        j = int(round(r / grid.depth_step_mm))
+        j = round(r / grid.depth_step_mm)
         assert np.all(lumen[rows, j] == 1.0), f"ring at {r} mm is not lumen in the targets"
