@@ -147,6 +147,8 @@ class Manifest:
                 "dynamic_range_db": self.mapping.dynamic_range_db,
                 "low": self.mapping.low,
                 "high": self.mapping.high,
+                "mode": self.mapping.mode,
+                "span_db": self.mapping.span_db,
             },
             "classes": list(self.classes),
             "aline_outputs": list(self.aline_outputs),

@@ -7,10 +7,11 @@ is the neighbour of A-line K-1, so every convolution pads the A-line axis circul
 inside the catheter centre or beyond the grid). Strided convolutions keep the A-line phase: a
 roll of the input by a multiple of :attr:`SegNet.stride` rolls every output by the same amount.
 
-The input is folded 2x2 into channels (pixel unshuffle) so that all convolutions run at half
-resolution or below, and the class logits are unfolded back to full resolution (pixel shuffle):
-the full-resolution boundary position survives in the four sub-pixel channels while the compute
-stays a quarter of a full-resolution U-Net's (the latency budget is ~12 ms on two CPU cores).
+The input is folded ``fold x fold`` into channels (pixel unshuffle; 4x4 since octseg 2.0, 2x2
+before) so that all convolutions run at 1/fold resolution or below, and the class logits are
+unfolded back to full resolution (pixel shuffle): the full-resolution boundary position survives
+in the sub-pixel channels while the compute stays 1/fold^2 of a full-resolution U-Net's (the
+segment stage's budget is 8 ms p50 on a machine 3x slower than the build machine).
 
 Outputs (training form, logits):
 
@@ -34,7 +35,7 @@ from torch import nn
 
 from models.classes import N_ALINE_OUTPUTS, N_CLASSES
 
-FOLD = 2  #: pixel-unshuffle factor of the input
+FOLD = 2  #: pixel-unshuffle factor of octseg 1.x checkpoints (which do not record NetworkConfig.fold)
 
 
 @dataclass(frozen=True)
@@ -48,17 +49,28 @@ class NetworkConfig:
         both axes.
     aline_hidden : int
         Channels of the hidden 1-D layer of the per-A-line head.
+    fold : int
+        Pixel-unshuffle factor of the input (4 since octseg 2.0: all convolutions at quarter
+        resolution or below, 0.41x the ONNX Runtime latency of the 2x2 fold of octseg 1.x at the
+        same widths and grid, ``bench/bench_architectures.py``).
+    separable : bool
+        Depthwise-separable 3x3 convolutions after the stem (not used by the shipped model).
     """
 
     widths: tuple[int, ...] = (16, 32, 64, 96)
     aline_hidden: int = 32
+    fold: int = 4
+    separable: bool = False
 
     def as_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict) -> NetworkConfig:
-        return cls(widths=tuple(data["widths"]), aline_hidden=int(data["aline_hidden"]))
+        """From :meth:`as_dict`; checkpoints written before ``fold``/``separable`` existed
+        (octseg 1.x) get 2 and False."""
+        return cls(widths=tuple(data["widths"]), aline_hidden=int(data["aline_hidden"]),
+                   fold=int(data.get("fold", FOLD)), separable=bool(data.get("separable", False)))
 
 
 class CircularConv(nn.Module):
@@ -70,11 +82,20 @@ class CircularConv(nn.Module):
         Input and output channels.
     stride : int
         1, or 2 to halve both axes.
+    separable : bool
+        Depthwise 3x3 then pointwise 1x1 (about 1/8 of the multiply-adds at these widths)
+        instead of a full 3x3 convolution.
     """
 
-    def __init__(self, cin: int, cout: int, stride: int = 1):
+    def __init__(self, cin: int, cout: int, stride: int = 1, separable: bool = False):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, 3, stride, padding=(0, 1), bias=False)
+        if separable:
+            self.conv = nn.Sequential(
+                nn.Conv2d(cin, cin, 3, stride, padding=(0, 1), groups=cin, bias=False),
+                nn.Conv2d(cin, cout, 1, bias=False),
+            )
+        else:
+            self.conv = nn.Conv2d(cin, cout, 3, stride, padding=(0, 1), bias=False)
         self.norm = nn.BatchNorm2d(cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,30 +117,35 @@ class SegNet(nn.Module):
         super().__init__()
         self.config = config
         w = config.widths
-        self.unfold = nn.PixelUnshuffle(FOLD)
-        self.stem = nn.Sequential(CircularConv(FOLD * FOLD, w[0]), CircularConv(w[0], w[0]))
+        f = config.fold
+        sep = config.separable
+        self.unfold = nn.PixelUnshuffle(f)
+        # The stem sees the raw folded pixels: always a full convolution.
+        self.stem = nn.Sequential(CircularConv(f * f, w[0]), CircularConv(w[0], w[0], separable=sep))
         self.down = nn.ModuleList(
-            nn.Sequential(CircularConv(w[i - 1], w[i], stride=2), CircularConv(w[i], w[i]))
+            nn.Sequential(CircularConv(w[i - 1], w[i], stride=2, separable=sep),
+                          CircularConv(w[i], w[i], separable=sep))
             for i in range(1, len(w))
         )
         self.lateral = nn.ModuleList(
             nn.Conv2d(w[i], w[i - 1], 1, bias=False) for i in range(len(w) - 1, 0, -1)
         )
-        self.up = nn.ModuleList(CircularConv(w[i - 1], w[i - 1]) for i in range(len(w) - 1, 0, -1))
-        self.class_head = nn.Conv2d(w[0], N_CLASSES * FOLD * FOLD, 1)
-        self.fold = nn.PixelShuffle(FOLD)
+        self.up = nn.ModuleList(CircularConv(w[i - 1], w[i - 1], separable=sep)
+                                for i in range(len(w) - 1, 0, -1))
+        self.class_head = nn.Conv2d(w[0], N_CLASSES * f * f, 1)
+        self.fold = nn.PixelShuffle(f)
         self.aline_hidden = nn.Conv1d(2 * w[0], config.aline_hidden, 3, padding=0)
         # Stride-FOLD transposed convolution with kernel FOLD: half-res A-line i gives the outputs
         # of full-res A-lines FOLD*i .. FOLD*i+FOLD-1 (a 1x1 head per sub-A-line).
         self.aline_head = nn.ConvTranspose1d(
-            config.aline_hidden, N_ALINE_OUTPUTS, FOLD, stride=FOLD
+            config.aline_hidden, N_ALINE_OUTPUTS, f, stride=f
         )
         self.confidence_head = nn.Linear(2 * w[-1], 1)
 
     @property
     def stride(self) -> int:
         """Total down-sampling: K and J must be multiples of it."""
-        return FOLD * 2 ** (len(self.config.widths) - 1)
+        return self.config.fold * 2 ** (len(self.config.widths) - 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(B, 1, K, J)`` -> class logits, A-line logits, confidence logit (module docstring)."""

@@ -4,6 +4,16 @@ Two steps, each with a NumPy float64 reference, a Numba CPU kernel and a CuPy GP
 
 1. **Normalisation** to float32 in [0, 1] (:class:`IntensityMapping`).
 
+   * ``mode="noise-floor-db"`` (octseg 2.x models): stored value -> dB through the frame's
+     intensity scale (``FrameGeometry.intensity_scale``; None: the assumed scale of
+     :func:`models.grid.resolve_scale`, ``ASSUMED_LOG_RANGE_DB`` over the full stored range),
+     then ``(dB - noise_floor_db) / span_db`` clipped to [0, 1]. ``noise_floor_db`` is
+     estimated per frame (:func:`models.grid.estimate_noise_floor_db`: the median of the deepest
+     20% of the stored samples of up to 128 evenly spaced A-lines, in dB) and returned beside the
+     model input (:class:`Preprocessed`, :meth:`Preprocessor.process_frame`).
+
+   ``mode="window"`` (octseg 1.x models):
+
    * LOG (Pixel Intensity Relationship (0028,1040) = LOG, already log-compressed):
      ``y = x / full_scale``.
    * LIN (approximately proportional to A-line intensity): log-compressed first,
@@ -38,8 +48,16 @@ import numpy as np
 
 from engine.compute.backends import BackendRegistry, Implementation, to_numpy
 from engine.compute.backends import registry as default_registry
-from models.grid import IntensityMapping, ModelGrid, normalise_reference
+from models.grid import (
+    IntensityMapping,
+    ModelGrid,
+    floor_relative_reference,
+    noise_floor_sample,
+    normalise_reference,
+    resolve_scale,
+)
 from streams.geometry import FrameGeometry
+from streams.intensity import IntensityScale
 from streams.pullback import Frame
 
 
@@ -52,12 +70,19 @@ class PlanKey:
     dtype: str
     grid: ModelGrid
     mapping: IntensityMapping
+    scale: IntensityScale
 
     @classmethod
     def of(cls, geometry: FrameGeometry, dtype: np.dtype, grid: ModelGrid,
            mapping: IntensityMapping) -> "PlanKey":
+        scale = resolve_scale(geometry.intensity_scale, geometry.intensity, np.dtype(dtype))
         return cls(geometry.n_valid_alines, geometry.n_samples, float(geometry.sample_spacing_mm),
-                   geometry.intensity, np.dtype(dtype).str, grid, mapping)
+                   geometry.intensity, np.dtype(dtype).str, grid, mapping, scale)
+
+    @property
+    def floor_relative(self) -> bool:
+        """True for the ``"noise-floor-db"`` mapping."""
+        return self.mapping.mode == "noise-floor-db"
 
 
 def triangle_taps(centres: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -82,7 +107,8 @@ class PreprocessPlan:
     ----------
     key : PlanKey
     lut : numpy.ndarray or None
-        float32 lookup table for unsigned integer frames of at most 16 bits.
+        float32 lookup table for unsigned integer frames of at most 16 bits: the normalised value
+        (``"window"``) or the dB (``"noise-floor-db"``, -inf for LIN 0) of every stored value.
     radial_starts, radial_weights : numpy.ndarray
         Taps in radius-sample units (stored column = start + t - z).
     angular_starts, angular_weights : numpy.ndarray
@@ -118,7 +144,10 @@ def build_plan(geometry: FrameGeometry, dtype: np.dtype, grid: ModelGrid,
     lut = None
     if dtype.kind == "u" and dtype.itemsize <= 2:
         values = np.arange(np.iinfo(dtype).max + 1).astype(dtype)
-        lut = normalise_reference(values, key.intensity, mapping).astype(np.float32)
+        if key.floor_relative:
+            lut = key.scale.to_db(values, key.intensity).astype(np.float32)
+        else:
+            lut = normalise_reference(values, key.intensity, mapping).astype(np.float32)
     r_starts, r_weights = triangle_taps(*radial_centres(key))
     a_starts, a_weights = triangle_taps(*angular_centres(key))
     return PreprocessPlan(key, lut, r_starts, r_weights.astype(np.float32),
@@ -153,8 +182,12 @@ class PreprocessKernel(abc.ABC):
         """Per-plan set-up (uploads, buffers), outside the frame loop."""
 
     @abc.abstractmethod
-    def run(self, pixels: Any, plan: PreprocessPlan, z_offset_px: int) -> Any:
-        """``(A_valid, n_samples)`` stored samples -> ``(K, J)`` normalised model input."""
+    def run(self, pixels: Any, plan: PreprocessPlan, z_offset_px: int,
+            noise_floor_db: float = 0.0) -> Any:
+        """``(A_valid, n_samples)`` stored samples -> ``(K, J)`` normalised model input.
+
+        ``noise_floor_db`` is the frame's floor (:meth:`Preprocessor.noise_floor_db`), used by the
+        ``"noise-floor-db"`` mapping only."""
 
     def to_host(self, array: Any) -> np.ndarray:
         return to_numpy(array)
@@ -165,10 +198,14 @@ class ReferencePreprocessKernel(PreprocessKernel):
 
     name = "numpy"
 
-    def run(self, pixels, plan, z_offset_px):
+    def run(self, pixels, plan, z_offset_px, noise_floor_db=0.0):
         check_frame(pixels, plan)
         key = plan.key
-        normalised = normalise_reference(pixels, key.intensity, key.mapping)
+        if key.floor_relative:
+            normalised, _ = floor_relative_reference(pixels, key.intensity, key.scale, key.mapping,
+                                                     noise_floor_db)
+        else:
+            normalised = normalise_reference(pixels, key.intensity, key.mapping)
         r_centres, r_scale = radial_centres(key)
         # Radius-sample positions of the stored columns of this frame.
         columns = np.arange(key.n_samples, dtype=np.float64) + z_offset_px
@@ -202,12 +239,19 @@ class NumbaPreprocessKernel(PreprocessKernel):
 
         self._k = numba_kernels
 
-    def run(self, pixels, plan, z_offset_px):
+    def run(self, pixels, plan, z_offset_px, noise_floor_db=0.0):
         check_frame(pixels, plan)
         key = plan.key
         pixels = np.ascontiguousarray(pixels)
         normalised = np.empty(pixels.shape, np.float32)
-        if plan.lut is not None:
+        if key.floor_relative and plan.lut is not None:
+            # 64 Ki entries: the per-frame table is cheaper than a per-sample formula.
+            lut = frame_lut(plan.lut, noise_floor_db, key.mapping.span_db, np)
+            self._k.apply_lut(pixels, lut, normalised)
+        elif key.floor_relative:
+            normalised[...], _ = floor_relative_reference(pixels, key.intensity, key.scale,
+                                                          key.mapping, noise_floor_db)
+        elif plan.lut is not None:
             self._k.apply_lut(pixels, plan.lut, normalised)
         else:
             m = key.mapping
@@ -257,7 +301,7 @@ class CupyPreprocessKernel(PreprocessKernel):
     def _grid(self, n: int) -> tuple[tuple[int], tuple[int]]:
         return ((n + self.BLOCK - 1) // self.BLOCK,), (self.BLOCK,)
 
-    def run(self, pixels, plan, z_offset_px):
+    def run(self, pixels, plan, z_offset_px, noise_floor_db=0.0):
         cp = self.cp
         check_frame(pixels, plan)
         key = plan.key
@@ -268,7 +312,21 @@ class CupyPreprocessKernel(PreprocessKernel):
         with self.stream:
             pixels = cp.ascontiguousarray(cp.asarray(pixels))
             normalised = cp.empty((a, n), cp.float32)
-            if d["lut"] is not None:
+            if key.floor_relative and d["lut"] is not None:
+                lut = frame_lut(d["lut"], noise_floor_db, key.mapping.span_db, cp)
+                name = "normalise_lut_u8" if pixels.dtype == cp.uint8 else "normalise_lut_u16"
+                self._kernel(name)(*self._grid(a * n), (pixels, lut, np.int32(a * n), normalised))
+            elif key.floor_relative:
+                x = pixels.astype(cp.float64)
+                s = key.scale
+                if key.intensity == "LOG":
+                    db = s.offset_db + s.db_per_count * x
+                else:
+                    db = s.offset_db + 10.0 * cp.log10(cp.maximum(x, 1e-300))
+                    db = cp.where(x > 0, db, -cp.inf)
+                y = cp.clip((db - noise_floor_db) / key.mapping.span_db, 0.0, 1.0)
+                normalised[...] = cp.nan_to_num(y, nan=0.0).astype(cp.float32)
+            elif d["lut"] is not None:
                 name = "normalise_lut_u8" if pixels.dtype == cp.uint8 else "normalise_lut_u16"
                 self._kernel(name)(*self._grid(a * n), (pixels, d["lut"], np.int32(a * n), normalised))
             else:
@@ -293,6 +351,33 @@ class CupyPreprocessKernel(PreprocessKernel):
     def to_host(self, array):
         self.stream.synchronize()
         return self.cp.asnumpy(array)
+
+
+def frame_lut(db_lut: Any, noise_floor_db: float, span_db: float, xp: Any) -> Any:
+    """Per-frame table: ``clip((dB - floor) / span, 0, 1)`` of a plan's dB table (NumPy or CuPy)."""
+    lut = (db_lut - xp.float32(noise_floor_db)) * xp.float32(1.0 / span_db)
+    return xp.clip(lut, xp.float32(0.0), xp.float32(1.0)).astype(xp.float32)
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    """One preprocessed frame (:meth:`Preprocessor.process_frame`).
+
+    Attributes
+    ----------
+    input : numpy.ndarray or device array
+        ``(K, J)`` float32 model input in [0, 1].
+    noise_floor_db : float
+        The frame's noise floor, dB on ``scale`` (:func:`models.grid.estimate_noise_floor_db`);
+        computed for both mappings.
+    scale : IntensityScale
+        The stored-to-dB scale used: the frame's own, or the assumed one (``scale.source ==
+        "assumed"``) where the frame states none.
+    """
+
+    input: Any
+    noise_floor_db: float
+    scale: IntensityScale
 
 
 class Preprocessor:
@@ -341,7 +426,7 @@ class Preprocessor:
         for warm_dtype in {np.dtype(dtype), np.dtype(np.float32)}:
             plan = self.plan(warm, warm_dtype)
             zeros = np.zeros((warm.n_valid_alines, warm.n_samples), warm_dtype)
-            self.kernel.to_host(self.kernel.run(zeros, plan, 0))
+            self.kernel.to_host(self.kernel.run(zeros, plan, 0, 0.0))
 
     def plan(self, geometry: FrameGeometry, dtype: np.dtype) -> PreprocessPlan:
         """The cached plan for a geometry and frame dtype (built on first use)."""
@@ -361,15 +446,45 @@ class Preprocessor:
                 self._plans.popitem(last=False)
         return plan
 
-    def process_device(self, frame: Frame) -> Any:
-        """Preprocess one frame; the result stays on the backend's device."""
+    @staticmethod
+    def noise_floor_db(pixels: Any, plan: PreprocessPlan) -> float:
+        """The frame's noise floor in dB on the plan's scale (valid rows ``pixels``, any device).
+
+        :func:`models.grid.noise_floor_sample` (median of the deepest 20% of the samples of up
+        to 128 A-lines) mapped through the scale; a LIN floor at 0 counts as the smallest
+        positive stored value (or 1).
+        """
+        key = plan.key
+        value = float(noise_floor_sample(pixels))
+        if key.intensity == "LIN" and value <= 0.0:
+            positive = pixels[pixels > 0]
+            value = float(positive.min()) if positive.size else 1.0
+        return float(key.scale.to_db(np.array([value]), key.intensity)[0])
+
+    def process_device_frame(self, frame: Frame) -> Preprocessed:
+        """Preprocess one frame; the input stays on the backend's device."""
         geometry = frame.geometry
         plan = self.plan(geometry, frame.pixels.dtype)
-        return self.kernel.run(frame.pixels[: geometry.n_valid_alines], plan, int(frame.z_offset_px))
+        pixels = frame.pixels[: geometry.n_valid_alines]
+        if self.kernel.device == "gpu":
+            pixels = self.kernel.cp.asarray(pixels)
+        floor = self.noise_floor_db(pixels, plan)
+        out = self.kernel.run(pixels, plan, int(frame.z_offset_px), floor)
+        return Preprocessed(out, floor, plan.key.scale)
+
+    def process_frame(self, frame: Frame) -> Preprocessed:
+        """Preprocess one frame to a host input plus its noise floor and scale."""
+        result = self.process_device_frame(frame)
+        host = np.asarray(self.kernel.to_host(result.input), dtype=np.float32)
+        return Preprocessed(host, result.noise_floor_db, result.scale)
+
+    def process_device(self, frame: Frame) -> Any:
+        """Preprocess one frame; the result stays on the backend's device."""
+        return self.process_device_frame(frame).input
 
     def process(self, frame: Frame) -> np.ndarray:
         """Preprocess one frame to a host ``(K, J)`` float32 array."""
-        return np.asarray(self.kernel.to_host(self.process_device(frame)), dtype=np.float32)
+        return self.process_frame(frame).input
 
     def stop(self) -> None:
         with self._lock:

@@ -29,8 +29,9 @@ import numpy as np
 
 from engine.compute.preprocess import Preprocessor
 from engine.synthetic.phantom import SCENARIOS, generate_pullback
+from engine.synthetic.phantom.domain import draw_domain, draw_optics
 from engine.synthetic.phantom.scenarios import ArtefactSpec, Scenario
-from models.grid import IntensityMapping, ModelGrid
+from models.grid import NOISE_FLOOR_MAPPING, IntensityMapping, ModelGrid
 from models.training.targets import FrameTargets, frame_targets
 from streams.pullback import Pullback
 
@@ -41,8 +42,9 @@ VALIDATION_SEED_BASE = 500_000
 EVAL_SEED_BASE = 900_000
 
 ALINE_RANGE = (256, 1024)  #: valid A-lines per frame drawn for training
-SAMPLE_RANGE = (512, 1200)  #: samples per A-line drawn for training
-RANGING_DEPTH_RANGE_MM = (5.0, 7.5)  #: ranging depth in air drawn for training, mm
+SAMPLE_RANGE = (500, 1200)  #: samples per A-line drawn for training
+SPACING_RANGE_UM = (4.0, 10.0)  #: sample spacing in air drawn for training, um
+MIN_RANGING_DEPTH_MM = 3.0  #: the spacing is drawn so that an A-line covers at least this (air)
 REFRACTIVE_INDEX_RANGE = (1.30, 1.40)
 Z_OFFSET_RANGE_PX = (-20, 40)
 HELD_OUT_ALINES = (460, 540)  #: A-line counts training never draws (inclusive)
@@ -111,10 +113,12 @@ def draw_geometry(rng: np.random.Generator) -> AcquisitionGeometry:
         s = int(rng.integers(SAMPLE_RANGE[0], SAMPLE_RANGE[1] + 1))
         if not HELD_OUT_SAMPLES[0] <= s <= HELD_OUT_SAMPLES[1]:
             break
+    spacing_um = float(rng.uniform(max(SPACING_RANGE_UM[0], 1e3 * MIN_RANGING_DEPTH_MM / s),
+                                   SPACING_RANGE_UM[1]))
     return AcquisitionGeometry(
         n_alines=a,
         n_samples=s,
-        ranging_depth_mm=round(float(rng.uniform(*RANGING_DEPTH_RANGE_MM)), 3),
+        ranging_depth_mm=round(spacing_um * s / 1e3, 3),
         refractive_index=round(float(rng.uniform(*REFRACTIVE_INDEX_RANGE)), 3),
         z_offset_px=int(rng.integers(Z_OFFSET_RANGE_PX[0], Z_OFFSET_RANGE_PX[1] + 1)),
         n_padded_alines=int(rng.integers(0, 9)) if rng.random() < 0.2 else 0,
@@ -157,6 +161,8 @@ def vary_scenario(scenario: Scenario, rng: np.random.Generator) -> Scenario:
     if stent is not None:
         stent = replace(
             stent,
+            strut_thickness_mm=stent.strut_thickness_mm * float(rng.uniform(0.6, 1.5)),
+            strut_width_mm=stent.strut_width_mm * float(rng.uniform(0.6, 1.6)),
             z_start_mm=stent.z_start_mm + dz,
             z_end_mm=stent.z_end_mm + dz,
             underexpansion_z_mm=stent.underexpansion_z_mm + dz,
@@ -213,15 +219,22 @@ class DataRecipe:
         Pullback length covered, mm (frames at ``0, pitch, 2*pitch, ...``).
     grid : ModelGrid
         Model grid.
+    mapping : IntensityMapping
+        Intensity mapping of the model input (:data:`models.grid.NOISE_FLOOR_MAPPING`).
+    randomise_domain : bool
+        Draw a random imaging system per pullback (catheter rings, noise floor, gain, stored
+        range and full scale, metal brightness, optics: :mod:`engine.synthetic.phantom.domain`).
     """
 
     seed_base: int = TRAIN_SEED_BASE
-    n_pullbacks: int = 210
+    n_pullbacks: int = 240
     scenarios: tuple[str, ...] = tuple(SCENARIOS)
     vary: bool = True
     pitch_range_mm: tuple[float, float] = (1.6, 3.2)
     length_mm: float = 38.0
     grid: ModelGrid = DEFAULT_GRID
+    mapping: IntensityMapping = NOISE_FLOOR_MAPPING
+    randomise_domain: bool = True
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -248,12 +261,16 @@ class DataRecipe:
         if self.vary:
             scenario = vary_scenario(scenario, rng)
         pitch = float(rng.uniform(*self.pitch_range_mm))
+        system = {}
+        if self.randomise_domain:
+            system = {"domain": draw_domain(rng), "optics": draw_optics(rng)}
         return generate_pullback(
             scenario,
             seed=self.seed_base + index,
             n_frames=int(self.length_mm // pitch) + 1,
             frame_pitch_mm=pitch,
             **geometry.kwargs(),
+            **system,
         )
 
 
@@ -336,7 +353,7 @@ def build_frame_set(
 
     ``progress(pullbacks_done, n_pullbacks, frames_so_far)`` is called after each pullback.
     """
-    stage = Preprocessor(recipe.grid, IntensityMapping(), backend="numba")
+    stage = Preprocessor(recipe.grid, recipe.mapping, backend="numba")
     stage.start()
     inputs, targets, owner = [], [], []
     try:

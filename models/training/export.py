@@ -16,7 +16,7 @@ import onnx
 import torch
 
 from models.classes import N_ALINE_OUTPUTS, N_CLASSES, ALineOutput, TissueClass
-from models.grid import IntensityMapping, ModelGrid
+from models.grid import NOISE_FLOOR_MAPPING, IntensityMapping, ModelGrid
 from models.manifest import Manifest, TensorSpec, manifest_path_for, sha256_of
 from models.network import InferenceModel, SegNet
 
@@ -98,7 +98,8 @@ def export(
     name, version : str
         Model identity.
     mapping : IntensityMapping, optional
-        Normalisation its inputs were trained with (default: ``IntensityMapping()``).
+        Normalisation its inputs were trained with (default: :data:`models.grid.NOISE_FLOOR_MAPPING`,
+        the training recipe's).
     data : dict, optional
         Extra manifest content (description, training recipe and summary, evaluation).
     """
@@ -117,7 +118,7 @@ def export(
         inputs=inputs,
         outputs=outputs,
         grid=grid,
-        mapping=mapping or IntensityMapping(),
+        mapping=mapping or NOISE_FLOOR_MAPPING,
         classes=tuple(c.name.lower() for c in TissueClass),
         aline_outputs=tuple(o.name.lower() for o in ALineOutput),
         data=dict(data or {}),

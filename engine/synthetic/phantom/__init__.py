@@ -16,7 +16,7 @@ import numpy as np
 from engine.clinical.guidance import pullback_guidance
 from engine.config import GuidanceConfig
 from engine.synthetic.phantom.model import VesselModel
-from engine.synthetic.phantom.render import Optics, render_frame
+from engine.synthetic.phantom.render import DEFAULT_DOMAIN, ImagingDomain, Optics, render_frame
 from engine.synthetic.phantom.scenarios import SCENARIOS, Scenario
 from engine.synthetic.phantom.truth import frame_truth
 from streams.geometry import FrameGeometry
@@ -47,6 +47,7 @@ def generate_pullback(
     rotation: str = "CW",
     intensity: str = "LOG",
     optics: Optics = Optics(),
+    domain: ImagingDomain = DEFAULT_DOMAIN,
     config: GuidanceConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Pullback:
@@ -81,6 +82,10 @@ def generate_pullback(
         Catheter Direction of Rotation ("CW"/"CC") and Pixel Intensity Relationship ("LOG"/"LIN").
     optics : Optics
         Confocal, roll-off, PSF and EEL-visibility parameters.
+    domain : ImagingDomain
+        Catheter rings, noise floor, gain and stored range (default: the phantom's own system;
+        :func:`engine.synthetic.phantom.domain.draw_domain` draws random ones for training).
+        The frames state its scale (``geometry.intensity_scale``, source ``"header"``).
     config : GuidanceConfig, optional
         Thresholds for the truth (malapposition, TCFA, MLD MAX); defaults to the standard ones.
     progress : callable, optional
@@ -104,6 +109,7 @@ def generate_pullback(
         n_padded_alines=n_padded_alines,
         rotation=rotation,
         intensity=intensity,
+        intensity_scale=domain.intensity_scale(intensity),
     )
     rng = np.random.default_rng(seed)
     model = VesselModel(sc, int(rng.integers(0, 2**31)))
@@ -118,7 +124,7 @@ def generate_pullback(
     truths = []
     for i in range(n):
         section = model.cross_section(float(positions[i]))
-        rendered = render_frame(section, geometry, int(z_offsets[i]), seam, image_rng, optics)
+        rendered = render_frame(section, geometry, int(z_offsets[i]), seam, image_rng, optics, domain)
         frames[i] = rendered.pixels
         truths.append(frame_truth(i, section, rendered, geometry, int(z_offsets[i]), cfg))
         if progress is not None:

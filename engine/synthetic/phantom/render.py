@@ -21,6 +21,7 @@ import numpy as np
 
 from engine.synthetic.phantom import model as m
 from streams.geometry import FrameGeometry
+from streams.intensity import IntensityScale
 from streams.truth import Label
 
 # Optical codes: row = code, columns = (mu_t 1/mm, mu_b 1/mm, label)
@@ -46,6 +47,62 @@ CALCIUM_EDGE_MU_B = 20.0
 METAL_PEAK = 900.0  #: reflection of guidewire/strut surfaces (saturates)
 NOISE_FLOOR = 2e-5  #: mean noise intensity relative to I0 = 1 (about 47 dB below a bright intima)
 DISPLAY_RANGE_DB = (-52.0, 18.0)  #: log-compression window, dB re I0 (maps to 0..65535)
+
+
+@dataclass(frozen=True)
+class ImagingDomain:
+    """The imaging system around the optics: catheter reflections, noise, gain and storage.
+
+    The defaults are the phantom's own system (every named scenario renders with them, byte for
+    byte as before this type existed); :func:`engine.synthetic.phantom.domain.draw_domain` draws
+    random ones for training.
+
+    Attributes
+    ----------
+    rings : tuple of (float, float)
+        Specular rings (sheath surfaces, lens reflection, ghost lines) in every A-line: radius
+        from the catheter centre (mm) and brightness relative to ``SHEATH_MU_B``.
+    catheter_radius_mm : float
+        Outer sheath radius: samples inside it are catheter (no tissue signal).
+    noise_floor : float
+        Mean noise intensity relative to I0 = 1.
+    gain_db : float
+        System gain applied to the signal (not the noise), dB.
+    stored_range_db : (float, float)
+        dB (re I0) mapped to stored 0 and to ``full_scale`` (LOG); LIN stores intensity with
+        the upper value at ``full_scale``.
+    full_scale : int
+        Largest stored value (uint16 frames; 65535 or less).
+    metal_peak : float
+        Backscatter of metal surfaces (guidewire, struts).
+    """
+
+    rings: tuple[tuple[float, float], ...] = ((m.SHEATH_INNER_RADIUS_MM, 1.0), (m.CATHETER_RADIUS_MM, 1.0))
+    catheter_radius_mm: float = m.CATHETER_RADIUS_MM
+    noise_floor: float = NOISE_FLOOR
+    gain_db: float = 0.0
+    stored_range_db: tuple[float, float] = DISPLAY_RANGE_DB
+    full_scale: int = 65535
+    metal_peak: float = METAL_PEAK
+
+    def __post_init__(self) -> None:
+        lo, hi = self.stored_range_db
+        if not (1.0 <= hi - lo <= 200.0):
+            raise ValueError(f"stored range {self.stored_range_db} dB must span 1..200 dB")
+        if not (1 <= int(self.full_scale) <= 65535):
+            raise ValueError(f"full_scale={self.full_scale} must be in 1..65535")
+        if not (self.noise_floor > 0.0 and self.catheter_radius_mm > 0.0):
+            raise ValueError("noise_floor and catheter_radius_mm must be positive")
+
+    def intensity_scale(self, intensity: str) -> IntensityScale:
+        """What the stored values mean in dB re I0 (the scale the phantom's frames state)."""
+        lo, hi = self.stored_range_db
+        if intensity == "LIN":
+            return IntensityScale(1.0, hi - 10.0 * np.log10(float(self.full_scale)), "header")
+        return IntensityScale.log_range(hi - lo, float(self.full_scale), "header", offset_db=lo)
+
+
+DEFAULT_DOMAIN = ImagingDomain()
 
 
 @dataclass(frozen=True)
@@ -126,6 +183,7 @@ def _render_rows(
     layers, cat_xy, angles, radii, texture, blocker_front, blocker_back, blocker_label,
     optics, blood_mu_t, line_sigma, system_gain, eel_snr_min,
     signal, specular, labels, shadow, lumen_r, eel_r, eel_visible,
+    rings, catheter_r, metal_peak, noise_floor,
 ):
     n_rows = angles.shape[0]
     n_cols = radii.shape[0]
@@ -157,7 +215,7 @@ def _render_rows(
             r_eel = _lookup(layers, k0, f, m.EEL)
             r_adv = _lookup(layers, k0, f, m.ADVENTITIA)
             kind = layers[m.CORE_KIND, k0 if f < 0.5 else (k0 + 1) % n_phi]
-            if r < m.CATHETER_RADIUS_MM:
+            if r < catheter_r:
                 code = CATHETER
             elif rho < r_lum:
                 code = FLUSH
@@ -193,9 +251,10 @@ def _render_rows(
                 last_mu_t = mu_t
             value = mu_b * transmit * system
             # Sheath surfaces and metal reflect specularly: bright, without speckle.
-            mirror = SHEATH_MU_B * (
-                _line((r - m.SHEATH_INNER_RADIUS_MM) / line_sigma) + _line((r - m.CATHETER_RADIUS_MM) / line_sigma)
-            ) * system
+            ring_sum = 0.0
+            for q in range(rings.shape[0]):
+                ring_sum += rings[q, 1] * _line((r - rings[q, 0]) / line_sigma)
+            mirror = SHEATH_MU_B * ring_sum * system
             if r >= front:
                 shadow[i, c] = True
                 value = 0.0
@@ -204,13 +263,13 @@ def _render_rows(
             else:
                 transmit *= step_loss
             if r >= front - 3 * line_sigma and r <= front + 3 * line_sigma:
-                mirror += METAL_PEAK * _line((r - front) / line_sigma) * transmit * system
+                mirror += metal_peak * _line((r - front) / line_sigma) * transmit * system
             if eel_cross == eel_cross and eel_signal == 0.0 and r >= eel_cross and r < front:
                 eel_signal = (LINE_MU_B * _line((eel_cross - r_eel) / line_sigma) + optics[MEDIA, 1]) * transmit * system
             signal[i, c] = value
             specular[i, c] = mirror
             labels[i, c] = label
-        eel_visible[i] = eel_signal > 0.0 and 10.0 * np.log10(eel_signal / NOISE_FLOOR) >= eel_snr_min
+        eel_visible[i] = eel_signal > 0.0 and 10.0 * np.log10(eel_signal / noise_floor) >= eel_snr_min
 
 
 def blockers(section: m.CrossSection, cat_xy: np.ndarray, angles: np.ndarray):
@@ -281,8 +340,9 @@ def render_frame(
     seam_index: int,
     rng: np.random.Generator,
     optics: Optics = Optics(),
+    domain: ImagingDomain = DEFAULT_DOMAIN,
 ) -> Rendered:
-    """Render one polar frame of ``section`` on ``geometry`` (uint16 LOG or float LIN)."""
+    """Render one polar frame of ``section`` on ``geometry`` (uint16 LOG or LIN) on ``domain``."""
     a = geometry.n_valid_alines
     s = geometry.n_samples
     nominal = geometry.aline_angles_rad()
@@ -309,13 +369,17 @@ def render_frame(
         section.layers, cat_xy, angles, radii, texture, front, back, kind,
         OPTICS, section.blood_mu_t, line_sigma, _system_gain(radii, optics), optics.eel_visible_snr_db,
         signal, specular, labels, shadow, lumen_r, eel_r, eel_visible,
+        np.asarray(domain.rings, dtype=np.float64).reshape(-1, 2), float(domain.catheter_radius_mm),
+        float(domain.metal_peak), float(domain.noise_floor) * 10.0 ** (-domain.gain_db / 10.0),
     )
     eel_visible &= eel_r < front
     eel_visible &= eel_r <= radii[-1]
 
     intensity = signal.astype(np.float32) * _speckle(rng, a, s, step, optics) + specular.astype(np.float32)
-    intensity += NOISE_FLOOR * rng.standard_exponential((a, s), dtype=np.float32)
-    pixels = _log_compress(intensity, geometry)
+    if domain.gain_db != 0.0:
+        intensity *= np.float32(10.0 ** (domain.gain_db / 10.0))
+    intensity += domain.noise_floor * rng.standard_exponential((a, s), dtype=np.float32)
+    pixels = _log_compress(intensity, geometry, domain.stored_range_db, float(domain.full_scale))
 
     pad = geometry.n_padded_alines
     if pad:
@@ -363,12 +427,14 @@ def _speckle(rng: np.random.Generator, rows: int, cols: int, step_mm: float, opt
     return power / np.float32(power.mean())
 
 
-def _log_compress(intensity: np.ndarray, geometry: FrameGeometry) -> np.ndarray:
-    """LOG: dB window mapped to uint16. LIN: linear intensity scaled to uint16."""
-    lo, hi = DISPLAY_RANGE_DB
+def _log_compress(intensity: np.ndarray, geometry: FrameGeometry,
+                  stored_range_db: tuple[float, float] = DISPLAY_RANGE_DB,
+                  full_scale: float = 65535.0) -> np.ndarray:
+    """LOG: dB window mapped to 0..full_scale (uint16). LIN: linear intensity scaled to uint16."""
+    lo, hi = stored_range_db
     if geometry.intensity == "LIN":
-        scaled = intensity / (10.0 ** (hi / 10.0)) * 65535.0
-        return np.clip(scaled, 0, 65535).astype(np.uint16)
+        scaled = intensity / (10.0 ** (hi / 10.0)) * full_scale
+        return np.clip(scaled, 0, full_scale).astype(np.uint16)
     db = 10.0 * np.log10(np.maximum(intensity, 1e-12))
-    scaled = (db - lo) * (65535.0 / (hi - lo))
-    return np.clip(scaled, 0, 65535).astype(np.uint16)
+    scaled = (db - lo) * (full_scale / (hi - lo))
+    return np.clip(scaled, 0, full_scale).astype(np.uint16)

@@ -134,8 +134,10 @@ def test_training_never_draws_the_held_out_band_and_evaluation_uses_it():
         assert not HELD_OUT_ALINES[0] <= g.n_alines <= HELD_OUT_ALINES[1]
         assert not HELD_OUT_SAMPLES[0] <= g.n_samples <= HELD_OUT_SAMPLES[1]
         assert (
-            256 <= g.n_alines <= 1024 and 512 <= g.n_samples <= 1200 and -20 <= g.z_offset_px <= 40
+            256 <= g.n_alines <= 1024 and 500 <= g.n_samples <= 1200 and -20 <= g.z_offset_px <= 40
         )
+        spacing_um = 1e3 * g.ranging_depth_mm / g.n_samples
+        assert 3.99 <= spacing_um <= 10.01 and g.ranging_depth_mm >= 2.999
     held_out = EVAL_GEOMETRIES[0]
     assert HELD_OUT_ALINES[0] <= held_out.n_alines <= HELD_OUT_ALINES[1]
     assert HELD_OUT_SAMPLES[0] <= held_out.n_samples <= HELD_OUT_SAMPLES[1]
