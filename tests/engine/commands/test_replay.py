@@ -115,15 +115,17 @@ def _nan_pullback(path, n: int = 4):
 
 
 def test_replay_of_a_pullback_with_no_analysable_frame_exits_non_zero(running_engine, tmp_path, capsys):
-    """Every frame NaN: the engine analyses none, so replay fails with the reason (issue 13 item 11)."""
+    """Every frame NaN: the engine analyses none, so replay fails with the reason (issue 13 item 11).
+    The START frame is rejected for its payload, so the engine opens nothing (a rejected START
+    opens no pullback, docs/protocol.md 5.1) and replay names the engine's rejections."""
     _, endpoints = running_engine
     path = _nan_pullback(tmp_path / "nan.oct.h5")
     out = tmp_path / "out"
     assert main(["replay", str(path), "--out", str(out), "--engine", endpoints["control"],
                  "--rate", "max"]) == 1
     err = capsys.readouterr().err
-    assert "no analysable frame" in err and "4 frames" in err
-    assert (out / "pullback.json").exists()  # the results are still written, for the record
+    assert "never opened" in err and "non_finite_payload" in err and "4 frames" in err
+    assert "Traceback" not in err
 
 
 def test_replay_against_a_dead_engine_fails_within_seconds(tmp_path, capsys):
