@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${OCTGUIDE_VENV:-.venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q ".[test]"
+"$venv/bin/python" -m pip install -q ".[test,fleet]"
 # The viewer's browser tests drive Debian's Chromium (never a downloaded browser). Install it
 # where this user can; elsewhere those tests skip (CI sets OCTGUIDE_REQUIRE_BROWSER=1: they fail).
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
