@@ -42,6 +42,7 @@ from streams.files.io import read_pullback
 
 BATCH_FRAMES = 4  #: frames per actor call (small: a frame is ~0.1-1 MB and the object store is small)
 BLOCK_BYTES = 8 << 20  #: Ray Data's target block size here, bytes (frames stream in small blocks)
+ACTOR_START_TIMEOUT_S = 600  #: how long the analysis actors may take to start (load and warm the model), s
 UNMEASURED = ("rejected", "failed", "skipped", "never_received")
 
 
@@ -225,6 +226,7 @@ def _dataset(todo: list[ArchiveFile], options: ReanalysisOptions, resources: dic
     ctx.target_max_block_size = BLOCK_BYTES
     ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = False
+    ctx.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S  # every worker's model loaded before frames flow
     cpus = worker_cpus(float(resources.get("CPU", 1.0)), options.workers)
     items = [{"path": e.path, "pullback_id": e.pullback_id} for e in todo]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
