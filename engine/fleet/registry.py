@@ -96,7 +96,7 @@ class ModelRegistry:
     def installed(self) -> list[InstalledModel]:
         return [inspect(p) for p in sorted(self.models_dir.glob(f"*{MANIFEST_SUFFIX}"))]
 
-    def _find(self, spec: str) -> InstalledModel:
+    def find(self, spec: str) -> InstalledModel:
         path = Path(spec)
         if path.suffix in (".onnx", ".json") and path.exists():
             manifest = path if path.name.endswith(MANIFEST_SUFFIX) else path.with_name(
@@ -125,7 +125,7 @@ class ModelRegistry:
         """
         if spec is None:
             spec = self.state().get("active") or _key(Path(str(DEFAULT_MODEL)).with_suffix(MANIFEST_SUFFIX))
-        model = self._find(spec)
+        model = self.find(spec)
         if not model.verified:
             raise RegistryError(f"refusing model {model.key}: {model.error}")
         return model
