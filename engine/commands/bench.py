@@ -24,6 +24,8 @@ SUITES = {
              "TensorRT where usable, int8 variants (--int8)",
     "measure": "per-frame metal detection + measurement on one core (500-A-line phantom frames) "
                "against its 5 ms budget",
+    "reanalyse": "archive re-analysis on Ray: frames/s at 1 and 2 workers, per-frame cost against "
+                 "the engine's analysis stage on the same frames, peak memory per worker",
     "e2e": "end to end through real sockets: console -> octguide serve (separate process) -> "
            "display at 30/180 frames/s and flat out, per stage, against a naive in-process loop",
 }

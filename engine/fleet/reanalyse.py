@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -122,7 +123,8 @@ class FrameAnalysisActor:
                 "n_frames": batch["n_frames"], "spacing_mm": batch["spacing_mm"], "error": batch["error"],
                 "read_node": batch["read_node"], "record": np.asarray(records, dtype=object),
                 "features": np.asarray(features, dtype=object), "failed": np.asarray(failed),
-                "node": np.asarray([self.node] * n, dtype=object)}
+                "node": np.asarray([self.node] * n, dtype=object),
+                "peak_rss_mib": np.full(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)}
 
 
 @dataclasses.dataclass
@@ -246,6 +248,7 @@ def _run(todo, out, options, resources, summary, failures, on_pullback, total) -
     done = summary["skipped"]
     t0 = time.perf_counter()
     audit = None
+    first = last = None  # perf_counter of the first and last frame back: the steady-state rate
     for batch in _dataset(todo, options, resources).iter_batches(batch_size=None, batch_format="numpy"):
         for k in range(len(batch["pullback_id"])):
             pid = str(batch["pullback_id"][k])
@@ -257,6 +260,8 @@ def _run(todo, out, options, resources, summary, failures, on_pullback, total) -
                 done += 1
                 continue
             nodes.add(str(batch["node"][k]))
+            summary["peak_worker_rss_mib"] = max(summary.get("peak_worker_rss_mib", 0.0),
+                                                 round(float(batch["peak_rss_mib"][k]), 1))
             p = pending.setdefault(pid, _Pending(by_id[pid], int(batch["n_frames"][k])))
             i = int(batch["index"][k])
             record = json.loads(batch["record"][k])
@@ -266,6 +271,8 @@ def _run(todo, out, options, resources, summary, failures, on_pullback, total) -
             p.failed += bool(batch["failed"][k])
             p.last_unix = time.time()
             summary["frames"] += 1
+            last = time.perf_counter()
+            first = first or last
             if len(p.records) == p.n_frames:
                 _finish(pending.pop(pid), out, options.config, audit)
                 summary["analysed"] += 1
@@ -287,6 +294,8 @@ def _run(todo, out, options, resources, summary, failures, on_pullback, total) -
                          "reason": f"only {len(p.records)} of {p.n_frames} frames came back"})
         summary["failed"] += 1
     summary["nodes"], summary["read_nodes"] = sorted(nodes), sorted(read_nodes)
+    if first is not None and last > first:
+        summary["steady_frames_per_s"] = round((summary["frames"] - 1) / (last - first), 3)
 
 
 def _finish(p: _Pending, out: Path, config: Config, audit: dict) -> None:
