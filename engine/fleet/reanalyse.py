@@ -248,7 +248,6 @@ def _run(todo, out, options, resources, summary, failures, on_pullback, total) -
     done = summary["skipped"]
     t0 = time.perf_counter()
     audit = None
-    first = last = None  # perf_counter of the first and last frame back: the steady-state rate
     for batch in _dataset(todo, options, resources).iter_batches(batch_size=None, batch_format="numpy"):
         for k in range(len(batch["pullback_id"])):
             pid = str(batch["pullback_id"][k])
@@ -271,8 +270,6 @@ def _run(todo, out, options, resources, summary, failures, on_pullback, total) -
             p.failed += bool(batch["failed"][k])
             p.last_unix = time.time()
             summary["frames"] += 1
-            last = time.perf_counter()
-            first = first or last
             if len(p.records) == p.n_frames:
                 _finish(pending.pop(pid), out, options.config, audit)
                 summary["analysed"] += 1
@@ -294,8 +291,7 @@ def _run(todo, out, options, resources, summary, failures, on_pullback, total) -
                          "reason": f"only {len(p.records)} of {p.n_frames} frames came back"})
         summary["failed"] += 1
     summary["nodes"], summary["read_nodes"] = sorted(nodes), sorted(read_nodes)
-    if first is not None and last > first:
-        summary["steady_frames_per_s"] = round((summary["frames"] - 1) / (last - first), 3)
+
 
 
 def _finish(p: _Pending, out: Path, config: Config, audit: dict) -> None:
