@@ -1,5 +1,6 @@
 """Where pullbacks come from, chosen in the entry point: a file (DICOM IVOCT, .oct.h5) or a
-synthetic scenario rendered on the fly (``phantom:SCENARIO[:SEED]``)."""
+synthetic scenario rendered on the fly (``phantom:SCENARIO[:SEED]``, or ``foreign:SCENARIO[:SEED]``
+from the validation-only renderer)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 
 from engine.progress import Progress
 from engine.synthetic.phantom import SCENARIOS, generate_pullback
-from streams.errors import OctguideError
+from streams.errors import GeometryError, OctguideError
 from streams.files.io import read_pullback
 from streams.pullback import Pullback
 from streams.wire.protocol import PULLBACK_ID_PATTERN
@@ -34,6 +35,13 @@ def open_pullback(spec: str, frames: int | None = None, alines: int = 500, sampl
         if name not in SCENARIOS:
             raise SourceError(f"unknown phantom scenario {name!r}; choose from {sorted(SCENARIOS)}")
         return phantom(name, int(seed or 0), frames, alines, samples)
+    if spec.startswith("foreign:"):  # the validation-only renderer (its own geometries)
+        from engine.synthetic.foreign import from_spec
+
+        try:
+            return from_spec(spec, n_frames=frames or 60)
+        except GeometryError as exc:
+            raise SourceError(str(exc)) from None
     return read_pullback(spec)
 
 

@@ -27,7 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.compute.backends import BackendRegistry, BackendUnavailableError, Implementation
+from engine.compute.backends import (
+    IMPLEMENTATIONS,
+    BackendRegistry,
+    BackendUnavailableError,
+    Implementation,
+)
 from models.manifest import Manifest, TensorSpec, check_signature
 from streams.errors import OctguideError
 
@@ -371,15 +376,47 @@ class TensorRTRuntime(Runtime):
         self.outputs = {}
 
 
-RUNTIMES: dict[str, Implementation] = {
-    "onnxruntime": Implementation(
-        "segment", "onnxruntime", "cpu", ("onnxruntime",), "models.runtime:OnnxRuntime"
-    ),
-    "tensorrt": Implementation(
-        "segment", "tensorrt", "gpu", ("tensorrt", "cupy"), "models.runtime:TensorRTRuntime"
-    ),
+RUNTIMES: dict[str, Implementation] = {i.name: i for i in IMPLEMENTATIONS["segment"]}
+"""Segmentation runtimes by name, with the registry probes each requires (the registry's
+``"segment"`` implementations; :meth:`BackendRegistry.register` adds more to one registry)."""
+
+RUNTIME_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "onnxruntime": ("fp32", "int8"),
+    "tensorrt": ("fp16", "fp32"),
+    "torch-cuda": ("fp16", "fp32"),
 }
-"""Segmentation runtimes by name, with the registry probes each requires."""
+"""Precisions each runtime runs, its own (``"auto"``) first. ONNX Runtime's int8 is the
+statically quantised variant of the model (``octseg.int8-static``); TensorRT engines are built
+fp16 or fp32 (:data:`PRECISIONS`)."""
+
+
+def resolve_precision(runtime: str, precision: str) -> str:
+    """The concrete precision ``runtime`` runs for the configured ``precision``.
+
+    >>> resolve_precision("tensorrt", "auto"), resolve_precision("onnxruntime", "int8")
+    ('fp16', 'int8')
+    >>> resolve_precision("onnxruntime", "fp16")
+    Traceback (most recent call last):
+    ...
+    ValueError: segment.precision='fp16' is not available with runtime 'onnxruntime' (it runs fp32, int8)
+    """
+    choices = RUNTIME_PRECISIONS.get(runtime, ("fp32",))
+    if precision == "auto":
+        return choices[0]
+    if precision not in choices:
+        raise ValueError(f"segment.precision={precision!r} is not available with runtime "
+                         f"{runtime!r} (it runs {', '.join(choices)})")
+    return precision
+
+
+def variant_model(model: Path, precision: str) -> Path:
+    """The shipped model file for ``precision``: ``model`` itself, or for "int8" its statically
+    quantised variant beside it (``octseg.int8-static.onnx``, ``models.training.quantize``).
+
+    >>> variant_model(Path("w/octseg.onnx"), "int8").name, variant_model(Path("w/octseg.onnx"), "fp16").name
+    ('octseg.int8-static.onnx', 'octseg.onnx')
+    """
+    return model.with_name(f"{model.stem}.int8-static{model.suffix}") if precision == "int8" else model
 
 
 def select_runtime(
@@ -387,33 +424,39 @@ def select_runtime(
 ) -> Implementation:
     """Choose the runtime: ``preferred`` when usable, else ``fallback`` (logged), else an error.
 
+    The candidates are the registry's ``"segment"`` implementations, so a runtime registered
+    with :meth:`BackendRegistry.register` (a plugin, or a test's fake) is selectable by name.
+
     Parameters
     ----------
     backends : BackendRegistry
         The registry that probes the libraries.
     preferred : str
-        "onnxruntime" or "tensorrt".
+        A runtime name, e.g. "onnxruntime", "tensorrt" or "torch-cuda".
     fallback : str, optional
-        Runtime to use when ``preferred`` is not usable; None makes that an error.
+        Runtime to use when ``preferred`` is not usable; None (or "") makes that an error.
 
     Raises
     ------
     BackendUnavailableError
-        ``preferred`` is not usable and there is no usable ``fallback``; the message gives the
-        registry's reason.
+        ``preferred`` is unknown, or not usable and there is no usable ``fallback``; the one-line
+        message gives the registry's reason.
     """
+    known = {i.name: i for i in backends.implementations("segment")}
     for name in (preferred, fallback):
-        if name is not None and name not in RUNTIMES:
-            raise KeyError(f"unknown segmentation runtime {name!r}; known: {sorted(RUNTIMES)}")
-    reason = backends.why_not(RUNTIMES[preferred])
+        if name and name not in known:
+            raise BackendUnavailableError(
+                f"unknown segmentation runtime {name!r}; known: {', '.join(sorted(known))}")
+    reason = backends.why_not(known[preferred])
     if reason is None:
-        log.info("segment: using runtime %r (%s)", preferred, RUNTIMES[preferred].device)
-        return RUNTIMES[preferred]
-    if fallback is None:
+        log.info("segment: using runtime %r (%s)", preferred, known[preferred].device)
+        return known[preferred]
+    if not fallback:
         raise BackendUnavailableError(
-            f"segmentation runtime {preferred!r} is not usable: {reason} (configure a fallback to allow one)"
+            f"segmentation runtime {preferred!r} is not usable: {reason} "
+            "(set segment.fallback to allow another)"
         )
-    fallback_reason = backends.why_not(RUNTIMES[fallback])
+    fallback_reason = backends.why_not(known[fallback])
     if fallback_reason is not None:
         raise BackendUnavailableError(
             f"segmentation runtime {preferred!r} is not usable ({reason}) and neither is the fallback "
@@ -425,4 +468,4 @@ def select_runtime(
         reason,
         fallback,
     )
-    return RUNTIMES[fallback]
+    return known[fallback]

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${OCTGUIDE_VENV:-.venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q .
+# Exact versions from the lock (scripts/lock.sh refreshes it).
+"$venv/bin/python" -m pip install -q -c requirements.lock .
 out="${OCTGUIDE_OUT:-out}"
 mkdir -p "$out"
 "$venv/bin/octguide" phantom calcified --seed 1 --out "$out/calcified.dcm" --out "$out/calcified.oct.h5" --png "$out/previews"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.analysis.segment import Segmentation, Segmenter, SegmenterConfig
+from engine.analysis.sheath import SheathConfig
 from engine.analysis.struts import MetalDetection, MetalDetectorConfig, detect_metal
 from engine.clinical import contours, measure
 from engine.config import GuidanceConfig
@@ -40,6 +41,22 @@ class AnalysisConfig:
 
     min_confidence: float = 0.5
     min_stent_struts: int = MIN_STENT_STRUTS
+    #: Lumen boundary within this of the catheter's outer radius counts as inside it, mm.
+    catheter_margin_mm: float = 0.05
+    #: Fraction of A-lines with the boundary inside the catheter that makes a frame unfit.
+    inside_catheter_fraction: float = 0.1
+    #: Boundary within this of a sheath ring radius counts as "on the ring", mm.
+    ring_tolerance_mm: float = 0.02
+    #: Fraction of A-lines with the boundary on a ring radius that makes a frame unfit.
+    on_ring_fraction: float = 0.25
+    #: Frame-to-frame lumen area ratio (either way) beyond which a frame is unfit.
+    max_area_ratio: float = 1.6
+    #: Normalised entropy (0..1) of the class probabilities near the boundary that is "uncertain".
+    uncertain_entropy: float = 0.6
+    #: Arc (degrees) of uncertain A-lines that makes a frame unfit.
+    uncertain_arc_deg: float = 90.0
+    #: Plausible noise floor (dB) on an assumed intensity scale; outside it the scale is suspect.
+    assumed_floor_db: tuple[float, float] = (0.0, 36.0)
 
 
 @dataclass(frozen=True)
@@ -92,7 +109,16 @@ def frame_record(
                       lumen=None, eel=None, plaque=[], guidewire=None, struts=[], stent=None)
         return record
     lumen = measure.measure_lumen(lumen_r, angles)
-    record["status"] = "ok" if seg.confidence >= analysis.min_confidence else "low_confidence"
+    uncertainty = boundary_uncertainty(seg, a)
+    reasons = out_of_distribution(lumen_r, lumen.area_mm2, seg, uncertainty, analysis)
+    if seg.confidence < analysis.min_confidence:
+        reasons.insert(0, f"model confidence {seg.confidence:.2f} < {analysis.min_confidence}")
+    record["status"] = "low_confidence" if reasons else "ok"
+    if reasons:
+        record["reason"] = "; ".join(reasons)
+    if seg.sheath is not None:
+        record["sheath"] = seg.sheath.to_record()
+    record["uncertainty"] = _rounded_list(uncertainty, 2) + pad
     record["lumen"] = {
         "area_mm2": round(lumen.area_mm2, 4),
         "min_diameter_mm": round(lumen.min_diameter_mm, 4),
@@ -122,6 +148,65 @@ def frame_record(
     return record
 
 
+def boundary_uncertainty(seg: Segmentation, n_valid_alines: int) -> np.ndarray:
+    """Per stored valid A-line, the normalised entropy (0..1) of the class probabilities in a
+    +-3-sample window about the lumen boundary (NaN where there is no boundary)."""
+    prob = seg.probabilities
+    n_classes, k, j = prob.shape
+    rows = np.minimum((np.arange(k) * n_valid_alines) // k, n_valid_alines - 1)
+    radius = seg.lumen_radius_mm[rows] / seg.grid.depth_step_mm
+    centre = np.where(np.isfinite(radius), np.rint(np.nan_to_num(radius)), 0).astype(np.int64)
+    cols = np.clip(centre[:, None] + np.arange(-3, 4)[None, :], 0, j - 1)
+    p = np.clip(prob[:, np.arange(k)[:, None], cols].astype(np.float64), 1e-9, 1.0)
+    entropy = (-(p * np.log(p)).sum(axis=0) / np.log(n_classes)).mean(axis=1)
+    entropy = np.where(np.isfinite(radius), entropy, np.nan)
+    # Back onto the stored rows (nearest model A-line).
+    model_row = np.minimum((np.arange(n_valid_alines) * k) // n_valid_alines, k - 1)
+    return entropy[model_row]
+
+
+def out_of_distribution(
+    lumen_r: np.ndarray,
+    area_mm2: float,
+    seg: Segmentation,
+    uncertainty: np.ndarray,
+    analysis: AnalysisConfig,
+) -> list[str]:
+    """One-line reasons why a frame's measurement is not to be trusted (empty: none)."""
+    reasons: list[str] = []
+    finite = np.isfinite(lumen_r)
+    n = max(int(np.count_nonzero(finite)), 1)
+    sheath = seg.sheath
+    if sheath is not None:
+        if sheath.calibration == "mismatch":
+            reasons.append(sheath.reason)
+        outer = sheath.outer_radius_mm if np.isfinite(sheath.outer_radius_mm) else None
+        if outer is not None:
+            inside = np.count_nonzero(lumen_r[finite] <= outer + analysis.catheter_margin_mm)
+            if inside / n > analysis.inside_catheter_fraction or area_mm2 <= np.pi * outer**2:
+                reasons.append(
+                    f"lumen inside the catheter on {100 * inside / n:.0f} % of A-lines "
+                    f"(outer radius {outer:.3f} mm)"
+                )
+        if sheath.rings_mm:
+            rings = np.asarray(sheath.rings_mm)
+            near = np.abs(lumen_r[finite][:, None] - rings[None, :]).min(axis=1)
+            on_ring = np.count_nonzero(near <= analysis.ring_tolerance_mm) / n
+            if on_ring > analysis.on_ring_fraction:
+                reasons.append(f"lumen boundary on a sheath ring radius on {100 * on_ring:.0f} % of A-lines")
+        low, high = analysis.assumed_floor_db
+        if sheath.scale_source == "assumed" and not low <= sheath.noise_floor_db <= high:
+            reasons.append(
+                f"intensity scale assumed and the noise floor {sheath.noise_floor_db:.1f} dB is "
+                f"outside {low}..{high} dB"
+            )
+    uncertain = np.nan_to_num(uncertainty, nan=0.0) >= analysis.uncertain_entropy
+    arc = 360.0 * np.count_nonzero(uncertain) / max(uncertain.size, 1)
+    if arc > analysis.uncertain_arc_deg:
+        reasons.append(f"model uncertain near the boundary over {arc:.0f} deg")
+    return reasons
+
+
 def _eel(eel_r: np.ndarray, angles: np.ndarray, lumen: measure.LumenMeasurement, cfg: GuidanceConfig) -> dict:
     visible = np.isfinite(eel_r)
     if np.count_nonzero(visible) < 3:
@@ -148,11 +233,13 @@ class FrameAnalyser:
         segmenter: SegmenterConfig = SegmenterConfig(),
         metal: MetalDetectorConfig = MetalDetectorConfig(),
         analysis: AnalysisConfig = AnalysisConfig(),
+        sheath: SheathConfig = SheathConfig(),
     ):
         self.guidance = guidance or GuidanceConfig()
         self.metal_config = metal
         self.analysis = analysis
-        self.segmenter = Segmenter(segmenter)
+        self.segmenter = Segmenter(segmenter, sheath=sheath)
+        self._previous_area: tuple[int, float] | None = None  # (frame index, lumen area mm2)
 
     def start(self, geometry: FrameGeometry | None = None) -> None:
         """Load and warm the model (and the preprocessing tables for ``geometry``)."""
@@ -165,6 +252,7 @@ class FrameAnalyser:
         metal = detect_metal(frame, self.metal_config)
         t2 = time.perf_counter()
         record = frame_record(frame, seg, metal, self.guidance, self.analysis)
+        self._check_area_jump(frame.index, record)
         t3 = time.perf_counter()
         latency = {
             "segment": round(1000 * (t1 - t0), 3),
@@ -173,6 +261,21 @@ class FrameAnalyser:
         }
         record["latency_ms"] = latency
         return FrameAnalysis(record, seg, metal, latency)
+
+    def _check_area_jump(self, index: int, record: dict) -> None:
+        """Flag a lumen area that jumps from the previous (adjacent) frame beyond the bound."""
+        area = (record.get("lumen") or {}).get("area_mm2")
+        previous, self._previous_area = self._previous_area, (
+            (index, float(area)) if area else None
+        )
+        if not area or previous is None or abs(previous[0] - index) != 1 or previous[1] <= 0:
+            return
+        ratio = float(area) / previous[1]
+        bound = self.analysis.max_area_ratio
+        if ratio > bound or ratio < 1.0 / bound:
+            why = f"lumen area {area:.2f} mm2 vs {previous[1]:.2f} mm2 on the adjacent frame"
+            record["status"] = "low_confidence"
+            record["reason"] = f"{record['reason']}; {why}" if record.get("reason") else why
 
     def status(self) -> dict:
         return {"segment": self.segmenter.status()}

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.analysis.sheath import SheathConfig, SheathDetector, SheathResult
 from engine.compute.backends import BackendRegistry
 from engine.compute.backends import registry as default_registry
 from engine.compute.preprocess import Preprocessor, model_alines_to_stored
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "weights" / "octseg.onnx"
 CROSSING_WINDOW = 3  #: samples each side of a crossing summed for the sub-sample radius
+#: Non-lumen depth (mm) that makes a wall: sheath rings and ghost lines are ~10-30 um thick, the
+#: thinnest wall the network labels is far thicker than this.
+MIN_WALL_MM = 0.06
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,9 @@ class Segmentation:
         Probability in [0, 1] that the frame is fit for measurement (low: residual blood).
     inference_ms : float
         Preprocessing + inference + read-out time of this frame, ms.
+    sheath : SheathResult or None
+        The catheter found on the stored frame (:mod:`engine.analysis.sheath`); the lumen boundary
+        is read outside its exclusion radius.
     """
 
     pullback_id: str
@@ -156,6 +163,7 @@ class Segmentation:
     strut_shadow: np.ndarray
     confidence: float
     inference_ms: float = field(default=0.0, compare=False)
+    sheath: SheathResult | None = None
 
 
 def _first_index(condition: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
@@ -174,14 +182,26 @@ def _window_sum(cumulative: np.ndarray, first: np.ndarray, last: np.ndarray) -> 
 
 
 def boundary_radii_px(
-    lumen_prob: np.ndarray, beyond_prob: np.ndarray
+    lumen_prob: np.ndarray,
+    beyond_prob: np.ndarray,
+    start_px: float = 0.0,
+    min_wall_px: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sub-sample lumen and EEL radii per model A-line, in model samples (module docstring).
+
+    Ring-proof: samples inside ``start_px`` (the detected catheter, :mod:`engine.analysis.sheath`)
+    count as lumen, and the lumen boundary is the first lumen-to-wall transition outside it that
+    is followed by at least ``min_wall_px`` non-lumen samples, so a thin bright ring (sheath, lens,
+    ghost line) the network calls non-lumen is not taken for the wall.
 
     Parameters
     ----------
     lumen_prob, beyond_prob : numpy.ndarray
         ``(K, J)`` LUMEN and BEYOND_EEL probabilities.
+    start_px : float, optional
+        Radius of the catheter's exclusion zone, model samples (0: none).
+    min_wall_px : int, optional
+        Consecutive non-lumen samples that make a wall (1: the first crossing).
 
     Returns
     -------
@@ -196,9 +216,23 @@ def boundary_radii_px(
     """
     j = lumen_prob.shape[1]
     w = CROSSING_WINDOW
-    lumen_cross = _first_index(lumen_prob < 0.5)
+    inside = int(np.clip(np.ceil(start_px), 0, j))
+    if inside > 0:
+        lumen_prob = lumen_prob.copy()
+        lumen_prob[:, :inside] = 1.0
+    non_lumen = lumen_prob < 0.5
+    m = max(int(min_wall_px), 1)
+    if m > 1:
+        # sustained[:, c]: non-lumen at every sample c..c+m-1 (the frame's edge ends a run).
+        padded = np.concatenate([non_lumen, np.ones((non_lumen.shape[0], m), bool)], axis=1)
+        count = np.cumsum(padded, axis=1, dtype=np.int32)
+        count = np.concatenate([np.zeros((count.shape[0], 1), np.int32), count], axis=1)
+        sustained = (count[:, m : m + j] - count[:, :j]) == m
+    else:
+        sustained = non_lumen
+    lumen_cross = _first_index(sustained)
     lumen_cross = np.where(lumen_cross == 0, -1, lumen_cross)
-    first = np.clip(lumen_cross - w, 0, j - 1)
+    first = np.clip(np.maximum(lumen_cross - w, inside), 0, j - 1)
     last = np.clip(lumen_cross + w - 1, 0, j - 1)
     lumen_px = first - 0.5 + _window_sum(np.cumsum(lumen_prob, axis=1), first, last)
     lumen_px = np.where(lumen_cross > 0, lumen_px, np.nan)
@@ -213,7 +247,12 @@ def boundary_radii_px(
 
 
 def read_out(
-    class_prob: np.ndarray, aline_prob: np.ndarray, grid: ModelGrid, n_valid_alines: int
+    class_prob: np.ndarray,
+    aline_prob: np.ndarray,
+    grid: ModelGrid,
+    n_valid_alines: int,
+    exclusion_radius_mm: float = 0.0,
+    min_wall_mm: float = MIN_WALL_MM,
 ) -> dict[str, np.ndarray]:
     """Turn one frame's model outputs into per-stored-row radii and flags (module docstring).
 
@@ -227,6 +266,10 @@ def read_out(
         The model grid.
     n_valid_alines : int
         Stored valid A-lines ``A``.
+    exclusion_radius_mm : float, optional
+        The detected catheter's exclusion radius, mm: no lumen boundary inside it.
+    min_wall_mm : float, optional
+        Non-lumen depth that makes a wall (thinner non-lumen bands are rings), mm.
 
     Returns
     -------
@@ -235,7 +278,10 @@ def read_out(
         ``guidewire``, ``strut_shadow`` (A,) bool.
     """
     lumen_px, eel_px = boundary_radii_px(
-        class_prob[TissueClass.LUMEN], class_prob[TissueClass.BEYOND_EEL]
+        class_prob[TissueClass.LUMEN],
+        class_prob[TissueClass.BEYOND_EEL],
+        start_px=exclusion_radius_mm / grid.depth_step_mm,
+        min_wall_px=int(round(min_wall_mm / grid.depth_step_mm)),
     )
     per_row = model_alines_to_stored(
         np.stack(
@@ -272,7 +318,10 @@ class Segmenter:
     """
 
     def __init__(
-        self, config: SegmenterConfig = SegmenterConfig(), backends: BackendRegistry | None = None
+        self,
+        config: SegmenterConfig = SegmenterConfig(),
+        backends: BackendRegistry | None = None,
+        sheath: SheathConfig = SheathConfig(),
     ):
         self.config = config
         self.backends = backends or default_registry()
@@ -280,6 +329,7 @@ class Segmenter:
         self.runtime: Runtime | None = None
         self.preprocessor: Preprocessor | None = None
         self._status: dict[str, Any] = {}
+        self.sheath = SheathDetector(sheath)
 
     @property
     def grid(self) -> ModelGrid:
@@ -334,11 +384,16 @@ class Segmenter:
         if self.runtime is None or self.preprocessor is None:
             raise RuntimeError("Segmenter.start() has not been called")
         start = time.perf_counter()
+        sheath = self.sheath.detect(frame.pixels, frame.geometry, frame.z_offset_px)
         x = self.preprocessor.process(frame)
         outputs = self.runtime.run(x[None, None])
         class_prob = outputs.class_prob[0]
         result = read_out(
-            class_prob, outputs.aline_prob[0], self.manifest.grid, frame.geometry.n_valid_alines
+            class_prob,
+            outputs.aline_prob[0],
+            self.manifest.grid,
+            frame.geometry.n_valid_alines,
+            exclusion_radius_mm=sheath.exclusion_radius_mm,
         )
         class_prob.flags.writeable = False
         return Segmentation(
@@ -349,6 +404,7 @@ class Segmenter:
             probabilities=class_prob,
             confidence=float(outputs.confidence[0, 0]),
             inference_ms=(time.perf_counter() - start) * 1e3,
+            sheath=sheath,
             **result,
         )
 

@@ -1,9 +1,16 @@
-"""The analysis stages the engine can run per frame, and the factory that picks one from config.
+"""The analysis stages the engine can run per frame, and the factory that builds one from config.
 
 * :class:`MetalAnalysis` (``server.analysis = "metal"``): scan conversion plus classical metal
   detection; no model.
 * :class:`FullAnalysis` (``"full"``): :class:`engine.analysis.analyse.FrameAnalyser` (preprocess,
   segment, metal detection, measurement) plus the display image when the engine renders.
+
+:func:`stage_factory` takes the whole :class:`~engine.config.Config`: ``[segment]`` (model,
+runtime, precision, fallback, threads), ``[metal]``, ``[analysis]``, ``[scan]`` and
+``[display]`` reach the stage, so ``octguide serve --set segment.runtime=tensorrt`` runs
+TensorRT. The runtime is chosen when the factory is built, before any socket is bound: where
+it is not usable and ``segment.fallback`` names none, that is a one-line
+:class:`~engine.compute.backends.BackendUnavailableError`.
 """
 
 from __future__ import annotations
@@ -14,10 +21,12 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.analysis.stage import AnalysisStage, FrameResult
-from engine.analysis.struts import detect_metal
+from engine.analysis.struts import MetalDetectorConfig, detect_metal
 from engine.clinical import contours
+from engine.compute.backends import BackendRegistry, registry
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, ScanConverter
-from engine.config import Config, ConfigError
+from engine.config import Config, ConfigError, MetalConfig, ScanConfig, SegmentConfig
+from models.runtime import resolve_precision, select_runtime, variant_model
 from streams.pullback import Frame
 
 
@@ -38,13 +47,21 @@ class MetalAnalysis:
         Angular placement on screen.
     backend : str, optional
         Scan-conversion backend (None: the registry's first usable).
+    metal : MetalDetectorConfig, optional
+        Detector thresholds (``[metal]``).
+    scan : ScanConfig, optional
+        Scan-conversion strictness and table cache (``[scan]``; its backend is ``backend``).
     """
 
     def __init__(self, grid: CartesianGrid, orientation: DisplayOrientation | None = None,
-                 backend: str | None = None):
+                 backend: str | None = None, metal: MetalDetectorConfig | None = None,
+                 scan: ScanConfig | None = None):
         self.grid = grid
         self.orientation = orientation or DisplayOrientation()
-        self.converter = ScanConverter(grid, self.orientation, backend)
+        self.metal = metal or MetalDetectorConfig()
+        scan = scan or ScanConfig()
+        self.converter = ScanConverter(grid, self.orientation, backend, strict=scan.strict,
+                                       cache_size=scan.cache_size)
 
     def start(self) -> None:
         self.converter.start()
@@ -53,7 +70,7 @@ class MetalAnalysis:
         t0 = time.perf_counter()
         image = self.converter.process(frame)
         t1 = time.perf_counter()
-        metal = detect_metal(frame)
+        metal = detect_metal(frame, self.metal)
         t2 = time.perf_counter()
         runs = contours.circular_runs(metal.guidewire_rows)
         widest = max(runs, key=lambda r: (r[1] - r[0]) % len(metal.guidewire_rows), default=None)
@@ -105,13 +122,22 @@ class FullAnalysis:
         Display grid and orientation.
     render : bool
         Scan-convert each frame for the rendered overlay.
+    scan : ScanConfig, optional
+        Scan-conversion backend, strictness and table cache (``[scan]``).
+    segment : dict, optional
+        The runtime configured and chosen (``requested``, ``fallback``, ``precision``), shown on
+        status (``stage.segment``) beside what runs.
     """
 
     def __init__(self, analyser: Any, grid: CartesianGrid, orientation: DisplayOrientation,
-                 render: bool):
+                 render: bool, scan: ScanConfig | None = None, segment: dict | None = None):
+        scan = scan or ScanConfig()
         self.analyser = analyser
         self.orientation = orientation
-        self.converter = ScanConverter(grid, orientation) if render else None
+        self.segment = dict(segment or {})
+        self.converter = ScanConverter(
+            grid, orientation, _backend(scan.backend), strict=scan.strict,
+            cache_size=scan.cache_size) if render else None
 
     def start(self) -> None:
         self.analyser.start()
@@ -139,25 +165,97 @@ class FullAnalysis:
         backends = {"segment": segment.get("runtime"), "preprocess": segment.get("preprocess")}
         if self.converter is not None:
             backends["scan_convert"] = self.converter.status()
+        runtime = segment.get("runtime") or {}
         fallback = (f"segment: {segment.get('requested_runtime')} unavailable, using "
-                    f"{segment.get('runtime')}")
+                    f"{runtime.get('runtime')}")
         fallbacks = [fallback] if segment.get("fallback_used") else []
+        choice = {"requested": self.segment.get("requested", segment.get("requested_runtime")),
+                  "fallback": self.segment.get("fallback"), "selected": runtime.get("runtime"),
+                  "device": runtime.get("device"), "precision": self.segment.get("precision"),
+                  "fallback_used": bool(segment.get("fallback_used"))}
         return {"stage": "full",
                 "model": {k: segment.get(key) for k, key in (("name", "model"), ("version", "version"),
                                                              ("sha256", "sha256"))},
-                "backends": backends, "fallbacks": fallbacks}
+                "segment": choice, "backends": backends, "fallbacks": fallbacks}
 
 
-def stage_factory(config: Config) -> Callable[[], AnalysisStage]:
+def _backend(name: str) -> str | None:
+    """A ``[scan]``/``[segment]`` backend name as the registry takes it ("auto": None)."""
+    return None if name == "auto" else name
+
+
+def segmenter_settings(segment: SegmentConfig, backends: BackendRegistry | None = None
+                       ) -> tuple[Any, dict]:
+    """The :class:`engine.analysis.segment.SegmenterConfig` for ``[segment]``, its runtime
+    chosen, and the choice for status (``requested``, ``fallback``, ``selected``, ``precision``).
+
+    Raises
+    ------
+    ConfigError
+        The precision is not one the runtime runs (``models.runtime.RUNTIME_PRECISIONS``).
+    engine.compute.backends.BackendUnavailableError
+        The runtime is not usable here and ``segment.fallback`` names no usable one (one line
+        with the registry's reason).
+    """
+    try:
+        precision = resolve_precision(segment.runtime, segment.precision)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    chosen = select_runtime(backends or registry(), segment.runtime, segment.fallback or None)
+    if chosen.name != segment.runtime:  # the fallback runs at the configured precision if it can
+        try:
+            precision = resolve_precision(chosen.name, segment.precision)
+        except ValueError:
+            precision = resolve_precision(chosen.name, "auto")
+    segment_module = importlib.import_module("engine.analysis.segment")
+    model = segment.model or str(variant_model(segment_module.DEFAULT_MODEL, precision))
+    choice = {"requested": segment.runtime, "fallback": segment.fallback or None,
+              "selected": chosen.name, "precision": precision}
+    try:
+        return segment_module.SegmenterConfig(
+            model=model, runtime=segment.runtime, fallback=segment.fallback or None,
+            threads=segment.threads, precision=precision if precision in ("fp16", "fp32") else "fp16",
+            engine_cache=segment.engine_cache or None,
+            preprocess_backend=_backend(segment.preprocess_backend),
+            warmup_frames=segment.warmup_frames), choice
+    except ConfigError as exc:
+        raise ConfigError(f"[segment] is not supported by the segmentation stage: {exc}") from None
+
+
+def metal_settings(metal: MetalConfig) -> MetalDetectorConfig:
+    """The detector's thresholds from ``[metal]`` (the same names, the same units)."""
+    return MetalDetectorConfig(**metal.to_dict())
+
+
+def stage_factory(config: Config, backends: BackendRegistry | None = None
+                  ) -> Callable[[], AnalysisStage]:
     """The constructor of the analysis stage ``config.server.analysis`` names ("full" or
-    "metal"), building the display grid from ``config.server``."""
+    "metal"), configured from the whole ``config`` (module docstring).
+
+    Raises
+    ------
+    ConfigError, engine.compute.backends.BackendUnavailableError
+        See :func:`segmenter_settings`; raised here, before the engine binds anything.
+    """
     grid = CartesianGrid(config.server.image_size_px, config.server.image_fov_mm)
-    orientation = DisplayOrientation()
+    display = config.display
+    orientation = DisplayOrientation(display.first_aline_deg, display.seam_mode,
+                                     display.seam_line_deg)
+    metal = metal_settings(config.metal)
     if config.server.analysis == "metal":
-        return lambda: MetalAnalysis(grid, orientation)
+        return lambda: MetalAnalysis(grid, orientation, _backend(config.scan.backend), metal,
+                                     config.scan)
     try:
         analyse = importlib.import_module("engine.analysis.analyse")
     except ImportError as exc:
         raise ConfigError(f"server.analysis='full' needs engine.analysis.analyse: {exc}") from exc
-    return lambda: FullAnalysis(analyse.FrameAnalyser(guidance=config.guidance), grid, orientation,
-                                config.server.render_image)
+    segmenter, choice = segmenter_settings(config.segment, backends)
+    analysis = analyse.AnalysisConfig(min_confidence=config.analysis.min_confidence,
+                                      min_stent_struts=config.analysis.min_stent_struts)
+    sheath = importlib.import_module("engine.analysis.sheath").SheathConfig(
+        catheter_outer_diameter_mm=config.analysis.catheter_outer_diameter_mm,
+        source="[analysis] catheter_outer_diameter_mm")
+    return lambda: FullAnalysis(
+        analyse.FrameAnalyser(guidance=config.guidance, segmenter=segmenter, metal=metal,
+                              analysis=analysis, sheath=sheath),
+        grid, orientation, config.server.render_image, config.scan, choice)

@@ -11,14 +11,19 @@ radius, which the apposition distance (threshold ~110 um) needs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
-from scipy import ndimage
 
-from engine.clinical import contours
+from engine.clinical.levels import percentiles
 from models.grid import IntensityMapping, normalise_reference
 from streams.pullback import Frame
+
+if TYPE_CHECKING:
+    from engine.analysis.sheath import SheathResult
 
 SATURATED = 0.999  #: normalised intensity at which the detector saturates
 SHADOW_BLOCK = 4  #: samples averaged per block when testing the shadow behind a peak
@@ -31,9 +36,11 @@ class MetalDetectorConfig:
     Attributes
     ----------
     min_radius_mm : float
-        Search from here outward: inside the sheath (~0.39-0.45 mm), so a guidewire lying on the
-        sheath is still seen; the sheath's own rings are rejected by the shadow test (tissue
-        lies behind them).
+        Search from here outward when no sheath was detected: inside the phantom catheter's
+        sheath (~0.39-0.45 mm), so a guidewire lying on the sheath is still seen; the sheath's
+        own rings are rejected by the shadow test (tissue lies behind them). With a detected
+        sheath the search starts at its outermost ring when that lies further in
+        (:func:`search_start_mm`).
     peak_margin : float
         A metal peak exceeds the frame's bright-tissue level (99th percentile) by this fraction of
         the way from that level to full scale.
@@ -79,7 +86,27 @@ class MetalDetection:
     shadow_rows: np.ndarray
 
 
-def detect_metal(frame: Frame, cfg: MetalDetectorConfig = MetalDetectorConfig()) -> MetalDetection:
+def search_start_mm(sheath: SheathResult | None, cfg: MetalDetectorConfig) -> float:
+    """Radius the metal search starts from, mm: the detected sheath's outermost ring (so a
+    guidewire lying on a smaller catheter's sheath is seen, and no ring inside it is searched),
+    but never beyond ``cfg.min_radius_mm`` (the start without a sheath).
+
+    The cap is there because a "ring" found outside the real sheath (a ghost line, or the
+    surface of a wire lying on the sheath along most A-lines) would otherwise hide a wire lying
+    on the real sheath: on the foreign renderer a ring detected at 0.55 mm around a 0.40 mm
+    sheath made the wire's flank read as two struts. Rings inside the start are harmless: tissue
+    lies behind them, so the shadow test rejects them.
+    """
+    if sheath is not None and sheath.rings_mm:
+        return min(float(sheath.rings_mm[-1]), cfg.min_radius_mm)
+    return cfg.min_radius_mm
+
+
+def detect_metal(
+    frame: Frame,
+    cfg: MetalDetectorConfig = MetalDetectorConfig(),
+    sheath: SheathResult | None = None,
+) -> MetalDetection:
     """Find stent struts and the guidewire in a stored polar frame.
 
     Parameters
@@ -87,89 +114,196 @@ def detect_metal(frame: Frame, cfg: MetalDetectorConfig = MetalDetectorConfig())
     frame : Frame
         The polar frame (padded rows are ignored).
     cfg : MetalDetectorConfig
+    sheath : SheathResult, optional
+        The frame's detected sheath (``Segmentation.sheath``): the search starts at its outermost
+        ring, at most ``cfg.min_radius_mm`` (:func:`search_start_mm`); without it at
+        ``cfg.min_radius_mm``.
+
+    One compiled pass per row finds the peak, its sub-sample position and, only on rows whose
+    peak is bright enough to be metal, the shadow behind it; one more pass groups the metal rows
+    into struts and the guidewire. The stored samples are read in place (a LOG frame of unsigned
+    integers is never copied).
     """
     g = frame.geometry
     a = g.n_valid_alines
-    radii = frame.radius_mm(np.arange(g.n_samples))
     step = g.sample_spacing_mm
-    first = int(np.searchsorted(radii, cfg.min_radius_mm))
+    first = int(np.searchsorted(frame.radius_mm(np.arange(g.n_samples)), search_start_mm(sheath, cfg)))
     if first >= g.n_samples - 4 * SHADOW_BLOCK:
         empty = np.zeros(a, dtype=bool)
         return MetalDetection(np.zeros(0, int), np.zeros(0), empty, empty)
-    search = _normalised(frame.pixels[:a, first:], g.intensity)
-    # Levels from every 4th row and column: a 16x smaller sample is plenty for two percentiles.
-    levels = np.percentile(search[::4, ::4], [50.0, 99.0])
+    pixels, scale = _samples(frame.pixels[:a], g.intensity)
+    # Levels from every 4th row and column of the search region: plenty for two percentiles.
+    # (On the stored values: scaling is monotonic, so order statistics and argmax are the same.)
+    levels = percentiles(pixels[:, first:][::4, ::4], (50.0, 99.0)) * scale
     noise, tissue = float(levels[0]), float(levels[1])
-    peak_col = np.argmax(search, axis=1)
-    peak = search[np.arange(a), peak_col]
-    bright = peak >= tissue + cfg.peak_margin * (1.0 - tissue)
-
-    # Brightest signal anywhere behind each peak, on means of SHADOW_BLOCK samples (which also
-    # smooths the speckle): noise in a metal shadow, tissue behind anything else. A maximum over
-    # the rest of the A-line, because a wide dark lumen between a bright sheath ring and a distant
-    # wall would fool any shorter window.
-    n_blocks = search.shape[1] // SHADOW_BLOCK
-    blocks = search[:, : n_blocks * SHADOW_BLOCK].reshape(a, n_blocks, SHADOW_BLOCK).mean(axis=2)
-    behind_max = np.maximum.accumulate(blocks[:, ::-1], axis=1)[:, ::-1]
-    start = -(-(peak_col + int(round(cfg.shadow_start_mm / step))) // SHADOW_BLOCK)  # first whole block
-    inside = start < n_blocks - 1
-    behind = behind_max[np.arange(a), np.minimum(start, n_blocks - 1)]
-    shadowed = inside & (behind <= noise + cfg.shadow_fraction * (tissue - noise))
-    # A strut or wire edge may miss a row or two to speckle; close such gaps.
-    metal = bright & shadowed
-    metal = ndimage.binary_closing(np.concatenate([metal[-2:], metal, metal[:2]]), iterations=1)[2:-2]
-
-    refined = peak_col + first + _parabolic_offset(search, peak_col)
-    # A saturated reflection is a plateau: take its centre (argmax gives its first sample).
-    for row in np.flatnonzero(metal & (peak >= SATURATED)):
-        tail = search[row, peak_col[row]:] >= SATURATED
-        refined[row] = peak_col[row] + first + 0.5 * (np.argmin(tail) - 1 if not tail.all() else tail.size - 1)
+    bright_level = tissue + cfg.peak_margin * (1.0 - tissue)
+    shadow_level = noise + cfg.shadow_fraction * (tissue - noise)
+    peak_col = np.argmax(pixels[:, first:], axis=1)  # NumPy's SIMD argmax: the one full pass
+    peak, metal, refined = _row_peaks(
+        pixels, np.float32(scale), first, peak_col, np.float32(bright_level),
+        np.float32(shadow_level), int(round(cfg.shadow_start_mm / step)), SHADOW_BLOCK,
+    )
+    metal = _close_circular(metal)  # a strut or wire edge may miss a row or two to speckle
+    _saturated_centres(pixels, np.float32(scale), first, peak_col, metal, peak, np.float32(SATURATED), refined)
     peak_radius = frame.radius_mm(refined)
-    # Split runs where the peak radius jumps: adjacent objects at different depths.
-    jump = np.abs(np.diff(peak_radius, append=peak_radius[:1])) > cfg.max_step_mm
-    parts = []
-    for lo, hi in contours.circular_runs(metal):
-        run = (np.arange((hi - lo) % a + 1) + lo) % a
-        parts.extend(np.split(run, np.flatnonzero(jump[run[:-1]]) + 1))
-    wide = [p for p in parts if _width_mm(p, peak_radius, a) > cfg.max_strut_width_mm]
-    guidewire = np.zeros(a, dtype=bool)
-    for part in wide:
-        guidewire[part] = True
-    # The wire's flanks, where its surface turns away steeply, can split off as narrow runs: a
-    # narrow run touching the wire's run no deeper than the wire's far flank is the wire.
-    wire_depth = max((float(peak_radius[p].max()) for p in wide), default=-np.inf)
-    strut_rows, strut_radius = [], []
-    for part in parts:
-        if guidewire[part[0]]:
-            continue
-        touching = guidewire[(part[0] - 1) % a] or guidewire[(part[-1] + 1) % a]
-        if touching and float(peak_radius[part].min()) <= wire_depth + cfg.max_step_mm:
-            guidewire[part] = True
-            continue
-        centre = part[part.size // 2]
-        strut_rows.append(int(centre))
-        strut_radius.append(float(peak_radius[centre]))
-    return MetalDetection(np.asarray(strut_rows, dtype=int), np.asarray(strut_radius), guidewire, metal)
+    is_strut, guidewire = _group(metal, peak_radius, cfg.max_step_mm, cfg.max_strut_width_mm)
+    strut_rows = np.flatnonzero(is_strut)
+    return MetalDetection(strut_rows.astype(int), peak_radius[strut_rows], guidewire, metal)
 
 
-def _normalised(pixels: np.ndarray, intensity: str) -> np.ndarray:
-    """Stored samples as float32 in [0, 1] (LOG: scaled; LIN: log-compressed first)."""
+def _samples(pixels: np.ndarray, intensity: str) -> tuple[np.ndarray, float]:
+    """Stored samples and the factor that brings them to [0, 1]: LOG unsigned integers as
+    stored (scaled on the fly), anything else normalised once (LIN: log-compressed first)."""
     if intensity == "LOG" and pixels.dtype.kind == "u":
-        return pixels.astype(np.float32) * np.float32(1.0 / np.iinfo(pixels.dtype).max)
-    return normalise_reference(pixels, intensity, IntensityMapping()).astype(np.float32)
+        return pixels, 1.0 / np.iinfo(pixels.dtype).max
+    return normalise_reference(pixels, intensity, IntensityMapping()).astype(np.float32), 1.0
 
 
-def _width_mm(run: np.ndarray, peak_radius: np.ndarray, a: int) -> float:
-    """Arc length of a run of A-lines at the median radius of its peaks, mm."""
-    return run.size * 2.0 * np.pi * float(np.median(peak_radius[run])) / a
+@numba.njit(cache=True)
+def _row_peaks(pixels, scale, first, peak_col, bright_level, shadow_level, shadow_offset, block):
+    """Per row, given its peak column (from ``first``): peak value, metal flag (bright peak and
+    everything from ``shadow_offset`` samples behind it, in means of ``block`` samples, below
+    ``shadow_level``) and the refined peak column (parabola through the peak), all in float32 on
+    ``pixels * scale`` as the NumPy formulation computed them. The shadow is read only on rows
+    whose peak is bright, from the peak outward, stopping at the first bright block (tissue
+    behind a sheath ring or the wall surface ends the read within a few blocks).
+    """
+    a, n = pixels.shape
+    width = n - first
+    n_blocks = width // block
+    peak = np.zeros(a, dtype=np.float32)
+    metal = np.zeros(a, dtype=np.bool_)
+    refined = np.zeros(a, dtype=np.float64)
+    inv_block = np.float32(block)
+    for r in range(a):
+        col = peak_col[r]
+        best = np.float32(pixels[r, first + col]) * scale
+        peak[r] = best
+        start = -(-(col + shadow_offset) // block)
+        is_metal = False
+        if best >= bright_level and start < n_blocks - 1:
+            is_metal = True
+            for b in range(start, n_blocks):
+                total = np.float32(0.0)
+                for k in range(block):
+                    total += np.float32(pixels[r, first + b * block + k]) * scale
+                if total / inv_block > shadow_level:
+                    is_metal = False
+                    break
+        metal[r] = is_metal
+        cc = min(max(col, 1), width - 2)
+        left = np.float32(pixels[r, first + cc - 1]) * scale
+        mid = np.float32(pixels[r, first + cc]) * scale
+        right = np.float32(pixels[r, first + cc + 1]) * scale
+        denom = left - np.float32(2.0) * mid + right
+        offset = 0.0
+        if denom < 0:
+            offset = min(max(np.float32(0.5) * (left - right) / denom, -0.5), 0.5)
+        refined[r] = col + first + ((cc - col) + offset)
+    return peak, metal, refined
 
 
-def _parabolic_offset(image: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Sub-sample position of each row's peak from a parabola through it and its neighbours."""
-    rows = np.arange(image.shape[0])
-    c = np.clip(cols, 1, image.shape[1] - 2)
-    left, mid, right = image[rows, c - 1], image[rows, c], image[rows, c + 1]
-    denom = left - 2.0 * mid + right
-    with np.errstate(divide="ignore", invalid="ignore"):
-        offset = np.where(denom < 0, 0.5 * (left - right) / denom, 0.0)
-    return (c - cols) + np.clip(offset, -0.5, 0.5)
+@numba.njit(cache=True)
+def _saturated_centres(pixels, scale, first, peak_col, metal, peak, saturated, refined):
+    """A saturated reflection is a plateau: its centre, where argmax gave its first sample."""
+    width = pixels.shape[1] - first
+    for r in range(metal.size):
+        if not (metal[r] and peak[r] >= saturated):
+            continue
+        length = 0
+        for c in range(peak_col[r], width):
+            if np.float32(pixels[r, first + c]) * scale >= saturated:
+                length += 1
+            else:
+                break
+        refined[r] = peak_col[r] + first + 0.5 * (length - 1)
+
+
+@numba.njit(cache=True)
+def _close_circular(flags):
+    """Binary closing (one dilation, one erosion, 3 rows) of a circular row flag array."""
+    n = flags.size
+    dilated = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        dilated[i] = flags[(i - 1) % n] or flags[i] or flags[(i + 1) % n]
+    closed = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        closed[i] = dilated[(i - 1) % n] and dilated[i] and dilated[(i + 1) % n]
+    return closed
+
+
+@numba.njit(cache=True)
+def _group(metal, peak_radius, max_step_mm, max_strut_width_mm):
+    """Struts (centre row flags) and guidewire rows from the circular metal rows.
+
+    Runs of metal rows, in order of their first row (a run across the wrap last), split where
+    the peak radius jumps by more than ``max_step_mm``: adjacent objects at different depths.
+    Parts wider than ``max_strut_width_mm`` at their median peak radius are the guidewire; the
+    wire's flanks, where its surface turns away steeply, can split off as narrow parts: a narrow
+    part touching the wire's rows no deeper than the wire's far flank is the wire too. Every
+    other part is a strut through its centre row.
+    """
+    a = metal.size
+    order = np.empty(a, dtype=np.int64)
+    part_start = np.empty(a + 1, dtype=np.int64)
+    n_parts = 0
+    n = 0
+    all_metal = True
+    for i in range(a):
+        if not metal[i]:
+            all_metal = False
+            break
+    for lo in range(a):
+        if not metal[lo] or (metal[(lo - 1) % a] and not (all_metal and lo == 0)):
+            continue
+        part_start[n_parts] = n
+        n_parts += 1
+        i = lo
+        while True:
+            order[n] = i
+            n += 1
+            nxt = (i + 1) % a
+            if not metal[nxt] or nxt == lo:
+                break
+            if abs(peak_radius[nxt] - peak_radius[i]) > max_step_mm:
+                part_start[n_parts] = n
+                n_parts += 1
+            i = nxt
+        if all_metal:
+            break
+    part_start[n_parts] = n
+    guidewire = np.zeros(a, dtype=np.bool_)
+    wire_depth = -np.inf
+    for p in range(n_parts):
+        rows = order[part_start[p] : part_start[p + 1]]
+        radii = np.sort(peak_radius[rows])
+        size = rows.size
+        median = radii[size // 2] if size % 2 else (radii[size // 2 - 1] + radii[size // 2]) / 2.0
+        if size * 2.0 * math.pi * median / a > max_strut_width_mm:
+            for r in rows:
+                guidewire[r] = True
+            wire_depth = max(wire_depth, radii[-1])
+    is_strut = np.zeros(a, dtype=np.bool_)
+    for p in range(n_parts):
+        rows = order[part_start[p] : part_start[p + 1]]
+        if guidewire[rows[0]]:
+            continue
+        touching = guidewire[(rows[0] - 1) % a] or guidewire[(rows[-1] + 1) % a]
+        if touching and peak_radius[rows].min() <= wire_depth + max_step_mm:
+            for r in rows:
+                guidewire[r] = True
+            continue
+        is_strut[rows[rows.size // 2]] = True
+    return is_strut, guidewire
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) the detector's kernels before the first frame."""
+    for dtype in (np.uint16, np.float32):
+        pixels = np.zeros((4, 64), dtype=dtype)
+        col = np.argmax(pixels[:, 4:], axis=1)
+        peak, metal, refined = _row_peaks(pixels, np.float32(1.0), 4, col, np.float32(0.5),
+                                          np.float32(0.1), 2, SHADOW_BLOCK)
+        _saturated_centres(pixels, np.float32(1.0), 4, col, metal, peak, np.float32(SATURATED), refined)
+    flags = np.array([True, True, False, True])
+    _group(_close_circular(flags), np.ones(4), 0.2, 0.2)

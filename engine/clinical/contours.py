@@ -17,7 +17,8 @@ Conventions
 
 Arcs are measured about the lumen centroid and thicknesses along rays from it (DOMAIN.md
 section 4), which is what :func:`ray_profiles` provides. This module imports nothing from
-``streams`` or other ``engine`` modules (the phantom in ``streams`` imports it).
+``streams`` or other ``engine`` modules but its own compiled kernels,
+:mod:`engine.clinical.kernels` (NumPy and Numba only), so the phantoms can share it.
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from engine.clinical import kernels
+
 __all__ = [
     "Diameters",
     "RayProfiles",
     "arc_deg_of_rows",
+    "chord_diameters",
     "circular_runs",
     "diameters_through_centroid",
     "fill_undetermined",
@@ -48,9 +52,6 @@ _TWO_PI = 2.0 * np.pi
 _RAY_INDEX_SLACK = 1e-9
 # Slack on the edge parameter (0..1) when accepting a ray-edge intersection, for the same reason.
 _EDGE_PARAM_SLACK = 1e-9
-# Rays are sampled in blocks of about this many samples: large enough to amortise NumPy's per-call
-# overhead, small enough for the (rays x samples) work arrays to stay in cache.
-_SAMPLES_PER_BLOCK = 1 << 16
 
 
 def _vector(name: str, values: object, min_len: int = 1) -> np.ndarray:
@@ -171,15 +172,6 @@ def polar_to_xy(radius_mm: object, angles_rad: object) -> tuple[np.ndarray, np.n
     return radius * np.cos(angles), radius * np.sin(angles)
 
 
-def _shoelace(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, float, float]:
-    """Signed area and per-edge cross products about the vertex mean (for precision)."""
-    x0, y0 = float(x.mean()), float(y.mean())
-    xs, ys = x - x0, y - y0
-    xn, yn = np.roll(xs, -1), np.roll(ys, -1)
-    cross = xs * yn - xn * ys
-    return 0.5 * float(cross.sum()), cross, x0, y0
-
-
 def polygon_area_mm2(x: object, y: object) -> float:
     """Area enclosed by a closed polygon (shoelace formula).
 
@@ -199,7 +191,7 @@ def polygon_area_mm2(x: object, y: object) -> float:
     2.0
     """
     xs, ys = _polygon(x, y)
-    return abs(_shoelace(xs, ys)[0])
+    return abs(kernels.shoelace(xs, ys)[0])
 
 
 def polygon_centroid(x: object, y: object) -> tuple[float, float]:
@@ -226,13 +218,10 @@ def polygon_centroid(x: object, y: object) -> tuple[float, float]:
     (1.0, 0.5)
     """
     xs, ys = _polygon(x, y)
-    area, cross, x0, y0 = _shoelace(xs, ys)
+    area, cx, cy = kernels.shoelace(xs, ys)
     if not abs(area) > 0.0:
         raise ValueError("polygon encloses no area: its centroid is undefined")
-    dx, dy = xs - x0, ys - y0
-    cx = float(((dx + np.roll(dx, -1)) * cross).sum()) / (6.0 * area)
-    cy = float(((dy + np.roll(dy, -1)) * cross).sum()) / (6.0 * area)
-    return cx + x0, cy + y0
+    return float(cx), float(cy)
 
 
 def _rays_in_intervals(
@@ -256,7 +245,8 @@ def radii_about_point(x: object, y: object, cx: float, cy: float, n_rays: int) -
     Ray ``k`` leaves ``(cx, cy)`` at angle ``2*pi*k/n_rays``; its radius is the distance to the
     nearest polygon edge it crosses, so non-star-shaped contours are handled. Each edge is tested
     only against the rays inside the angle it subtends at the point, so the cost is about
-    ``O(N + n_rays)`` rather than ``O(N * n_rays)``.
+    ``O(N + n_rays)`` rather than ``O(N * n_rays)`` (one compiled pass:
+    :func:`engine.clinical.kernels.radii_about_point`).
 
     Parameters
     ----------
@@ -289,34 +279,11 @@ def radii_about_point(x: object, y: object, cx: float, cy: float, n_rays: int) -
     n = _ray_count(n_rays)
     if not (np.isfinite(cx) and np.isfinite(cy)):
         raise ValueError(f"centre ({cx}, {cy}) must be finite")
-    px, py = xs - cx, ys - cy
-    qx, qy = np.roll(px, -1), np.roll(py, -1)
-    start_angle = np.arctan2(py, px)
-    sweep = (np.arctan2(qy, qx) - start_angle + np.pi) % _TWO_PI - np.pi
-    if abs(float(sweep.sum())) < np.pi:  # winding number 0: the point is outside
-        raise ValueError(f"centre ({cx:.4f}, {cy:.4f}) mm lies outside the polygon")
-
-    low = np.where(sweep >= 0.0, start_angle, start_angle + sweep)
-    edge, ray = _rays_in_intervals(low, np.abs(sweep), n)
-
-    # Ray t*u meets edge P + s*E where t = (P x E)/(u x E) and s = (P x u)/(u x E).
-    phi = ray * (_TWO_PI / n)
-    ux, uy = np.cos(phi), np.sin(phi)
-    ex, ey = (qx - px)[edge], (qy - py)[edge]
-    pxe, pye = px[edge], py[edge]
-    denominator = ux * ey - uy * ex
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = (pxe * ey - pye * ex) / denominator
-        s = (pxe * uy - pye * ux) / denominator
-    valid = (
-        (denominator != 0.0)
-        & (t > 0.0)
-        & (s >= -_EDGE_PARAM_SLACK)
-        & (s <= 1.0 + _EDGE_PARAM_SLACK)
+    radius, sweep = kernels.radii_about_point(
+        xs, ys, float(cx), float(cy), n, _RAY_INDEX_SLACK, _EDGE_PARAM_SLACK
     )
-    radius = np.full(n, np.inf)
-    np.minimum.at(radius, ray[valid] % n, t[valid])
-    radius[~np.isfinite(radius)] = np.nan
+    if abs(sweep) < np.pi:  # winding number 0: the point is outside
+        raise ValueError(f"centre ({cx:.4f}, {cy:.4f}) mm lies outside the polygon")
     return radius
 
 
@@ -369,10 +336,40 @@ def diameters_through_centroid(
     >>> [round(d, 3) for d in diameters_through_centroid(radius, angles)]
     [3.0, 3.0, 3.0]
     """
-    n = _ray_count(n_rays, even=True)
     x, y = _contour_xy(radius_mm, angles_rad)
-    cx, cy = polygon_centroid(x, y)
-    radii = radii_about_point(x, y, cx, cy, n)
+    return chord_diameters(x, y, polygon_centroid(x, y), n_rays)
+
+
+def chord_diameters(x: object, y: object, centre_xy: tuple[float, float], n_rays: int = 360) -> Diameters:
+    """Minimum, maximum and mean chord of a closed polygon through a point inside it.
+
+    The chord in direction ``phi`` is ``r(phi) + r(phi + pi)`` with ``r`` from
+    :func:`radii_about_point`, over ``n_rays/2`` equally spaced directions. With the area
+    centroid as the point this is :func:`diameters_through_centroid`, for a caller that already
+    holds the vertices and the centroid.
+
+    Parameters
+    ----------
+    x, y : array_like, shape (N,), N >= 3
+        Polygon vertices in order, mm.
+    centre_xy : (float, float)
+        The point the chords pass through, mm.
+    n_rays : int, default 360
+        Even number of rays.
+
+    Returns
+    -------
+    Diameters
+        ``(min_mm, max_mm, mean_mm)``, mm.
+
+    Examples
+    --------
+    >>> t = 2 * np.pi * np.arange(400) / 400
+    >>> [round(d, 3) for d in chord_diameters(2 * np.cos(t), np.sin(t), (0.0, 0.0))]
+    [2.0, 4.0, 2.746]
+    """
+    n = _ray_count(n_rays, even=True)
+    radii = radii_about_point(x, y, centre_xy[0], centre_xy[1], n)
     chords = radii[: n // 2] + radii[n // 2 :]
     return Diameters(float(chords.min()), float(chords.max()), float(chords.mean()))
 
@@ -622,18 +619,11 @@ def ray_profiles(
     )
     if window is not None:
         rays_to_sample, first_step, stop_step = window
-        flat = polar.ravel()
-        ux, uy = np.cos(angles), np.sin(angles)
-        widest = int((stop_step - first_step)[rays_to_sample].max())
-        block_rays = max(_SAMPLES_PER_BLOCK // widest, 1)
-        for block in range(0, rays_to_sample.size, block_rays):
-            rays = rays_to_sample[block : block + block_rays]
-            block_hit, block_first, block_thickness, block_cut = _profile_block(
-                flat, n_cols, n_rows, first_radius, column_step, first_angle, row_step,
-                cx, cy, ux[rays], uy[rays], first_step[rays], stop_step[rays], step_mm,
-            )  # fmt: skip
-            hit[rays], first[rays] = block_hit, block_first
-            thickness[rays], truncated[rays] = block_thickness, block_cut
+        kernels.march_rays(
+            np.ascontiguousarray(polar).ravel(), n_cols, n_rows, first_radius, column_step,
+            first_angle, row_step, cx, cy, np.cos(angles), np.sin(angles), first_step, stop_step,
+            float(step_mm), rays_to_sample, hit, first, thickness, truncated,
+        )  # fmt: skip
     return RayProfiles(angles, hit, first, thickness, truncated, lumen)
 
 
@@ -657,12 +647,9 @@ def _ray_windows(
     centres. The segment, widened by ``reach``, bounds both the rays that can see the row and the
     distances along them.
     """
-    first_col = np.argmax(polar, axis=1)
-    rows = np.flatnonzero(polar[np.arange(polar.shape[0]), first_col])
+    rows, first_col, last_col = kernels.row_extents(polar)
     if rows.size == 0:
         return None
-    first_col = first_col[rows]
-    last_col = polar.shape[1] - 1 - np.argmax(polar[:, ::-1], axis=1)[rows]
     near = np.maximum(radius_axis[first_col], 0.0)
     far = np.maximum(radius_axis[last_col], 0.0)
     ux, uy = np.cos(angle_axis[rows]), np.sin(angle_axis[rows])
@@ -683,10 +670,9 @@ def _ray_windows(
     low = np.where(covers_centre, 0.0, low)
     segment, ray = _rays_in_intervals(low, width, n_rays)
     ray %= n_rays
-    t_low = np.full(n_rays, np.inf)
-    t_high = np.full(n_rays, -np.inf)
-    np.minimum.at(t_low, ray, np.maximum(closest - reach, 0.0)[segment])
-    np.maximum.at(t_high, ray, (farthest + reach)[segment])
+    t_low, t_high = kernels.scatter_min_max(
+        ray, np.maximum(closest - reach, 0.0), farthest + reach, segment, n_rays
+    )
     seen = np.isfinite(t_low)
     first_step = np.zeros(n_rays, dtype=np.int64)
     stop_step = np.zeros(n_rays, dtype=np.int64)
@@ -697,59 +683,3 @@ def _ray_windows(
     if rays_to_sample.size == 0:
         return None
     return rays_to_sample, first_step, stop_step
-
-
-def _profile_block(
-    flat_mask: np.ndarray,
-    n_cols: int,
-    n_rows: int,
-    first_radius: float,
-    column_step: float,
-    first_angle: float,
-    row_step: float,
-    cx: float,
-    cy: float,
-    ux: np.ndarray,
-    uy: np.ndarray,
-    first_step: np.ndarray,
-    stop_step: np.ndarray,
-    step_mm: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Sample one block of rays: (hit, first distance, thickness, truncated) per ray.
-
-    Works in float32 and int32: positions of a few mm carry ~1e-6 mm error, far below a sample,
-    and atan2 / sqrt / gathers run several times faster than in float64 / int64.
-    """
-    f32 = np.float32
-    span = (stop_step - first_step).astype(np.int32)
-    width = int(span.max())
-    j = np.arange(width, dtype=np.int32)
-    t = (first_step * step_mm).astype(f32)[:, None] + j.astype(f32) * f32(step_mm)
-    px = f32(cx) + t * ux.astype(f32)[:, None]
-    py = f32(cy) + t * uy.astype(f32)[:, None]
-    column = np.rint((np.sqrt(px * px + py * py) - f32(first_radius)) * f32(1.0 / column_step))
-    imaged = (column >= 0) & (column < n_cols) & (j < span[:, None])
-    # first_angle is wrapped into [-pi, pi), so angle offsets lie in (-2 pi, 2 pi] and two
-    # corrections bring every nearest row into 0..n_rows-1.
-    offset = (first_angle + np.pi) % _TWO_PI - np.pi
-    row = np.rint((np.arctan2(py, px) - f32(offset)) * f32(1.0 / row_step))
-    row += f32(n_rows) * (row < 0)
-    row -= f32(n_rows) * (row >= n_rows)
-    column_index = np.clip(column, 0, n_cols - 1).astype(np.int32)
-    index = row.astype(np.int32) * np.int32(n_cols) + column_index
-    inside = flat_mask[index] & imaged
-
-    any_hit = inside.any(axis=1)
-    start = np.argmax(inside, axis=1)
-    ended = (j >= start[:, None]) & ~inside
-    has_end = ended.any(axis=1)
-    end = np.where(has_end, np.argmax(ended, axis=1), width)
-    # A run is cut short when the sample after it is not imaged (past the last column, inside the
-    # first, or past the depth limit), or when the window closes first.
-    cut = ~has_end | ~imaged[np.arange(ux.size), np.minimum(end, width - 1)]
-    return (
-        any_hit,
-        np.where(any_hit, np.maximum(first_step + start - 0.5, 0.0) * step_mm, np.nan),
-        np.where(any_hit, (end - start) * step_mm, np.nan),
-        any_hit & cut,
-    )

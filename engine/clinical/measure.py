@@ -8,11 +8,12 @@ map's row angles and column radii (mm from the catheter centre), never assumed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from engine.clinical import contours
+from engine.clinical import contours, kernels
 from engine.config import GuidanceConfig
 
 PLAQUE_TYPES = ("calcium", "lipid", "fibrous")  #: a ray's type: first of these it meets
@@ -78,13 +79,14 @@ def measure_lumen(radius_mm: np.ndarray, angles_rad: np.ndarray) -> LumenMeasure
     """
     filled = contours.fill_undetermined(radius_mm)
     x, y = contours.polar_to_xy(filled, angles_rad)
-    d = contours.diameters_through_centroid(filled, angles_rad)
+    centroid = contours.polygon_centroid(x, y)
+    d = contours.chord_diameters(x, y, centroid)
     return LumenMeasurement(
         area_mm2=contours.polygon_area_mm2(x, y),
         min_diameter_mm=d.min_mm,
         max_diameter_mm=d.max_mm,
         mean_diameter_mm=d.mean_mm,
-        centroid_xy=contours.polygon_centroid(x, y),
+        centroid_xy=centroid,
         contour_xy=(x, y),
     )
 
@@ -148,10 +150,15 @@ def measure_plaque(
         at least ``cfg.plaque_min_thickness_mm`` thick.
     """
     cx, cy = lumen.centroid_xy
+    # The lumen distance along the rays is the same for every mask: computed once.
+    lumen_distance = contours.radii_about_point(*lumen.contour_xy, cx, cy, n_rays)
     profiles = {
-        name: contours.ray_profiles(
-            masks[name], grid.column_radius_mm, grid.angles_rad, (cx, cy), n_rays=n_rays,
-            step_mm=step_mm, lumen_xy=lumen.contour_xy,
+        name: dataclasses.replace(
+            contours.ray_profiles(
+                masks[name], grid.column_radius_mm, grid.angles_rad, (cx, cy), n_rays=n_rays,
+                step_mm=step_mm,
+            ),
+            lumen_distance_mm=lumen_distance,
         )
         for name in PLAQUE_TYPES
     }
@@ -289,14 +296,9 @@ def measure_struts(
 
 
 def _circular_running_median(values: np.ndarray, width: int) -> np.ndarray:
-    """Running median over ``width`` neighbours with wrap-around, ignoring NaN (all-NaN -> NaN)."""
-    half = width // 2
-    windows = np.stack([np.roll(values, shift) for shift in range(-half, half + 1)])
-    with np.errstate(all="ignore"):
-        finite = np.isfinite(windows).any(axis=0)
-        out = np.full(values.shape, np.nan)
-        out[finite] = np.nanmedian(windows[:, finite], axis=0)
-    return np.where(np.isfinite(values), out, np.nan)
+    """Running median over ``width`` neighbours with wrap-around, ignoring NaN (all-NaN -> NaN;
+    NaN where ``values`` is NaN)."""
+    return kernels.circular_running_median(np.ascontiguousarray(values, dtype=np.float64), int(width))
 
 
 def round_or_none(value: float | None, digits: int = 4) -> float | None:

@@ -26,6 +26,9 @@ SUITES = {
                "against its 5 ms budget",
     "reanalyse": "archive re-analysis on Ray: frames/s at 1 and 2 workers, per-frame cost against "
                  "the engine's analysis stage on the same frames, peak memory per worker",
+    "stages": "per-stage p50/p99 of the frame path (preprocess, inference, read-out, metal, "
+              "measure, scan conversion, render, encoding) against the issue-17 budgets, raw and "
+              "scaled to this machine, with the naive loop in the same run",
     "e2e": "end to end through real sockets: console -> octguide serve (separate process) -> "
            "display at 30/180 frames/s and flat out, per stage, against a naive in-process loop",
 }

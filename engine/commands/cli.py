@@ -2,8 +2,9 @@
 
 Each subcommand lives in its own module under :mod:`engine.commands` and exposes
 ``register(subparsers)``; the module is found by name, so adding a command touches no other file.
-Usage errors exit 2 with one line on stderr; an :class:`~streams.errors.OctguideError` exits 1
-with one line naming what was wrong.
+Usage errors and configuration errors (a bad ``--config`` file or ``--set``:
+:class:`~engine.config.ConfigError`) exit 2 with one line on stderr; an
+:class:`~streams.errors.OctguideError` exits 1 with one line naming what was wrong.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 
 import engine.commands
 from engine import __version__
+from engine.config import ConfigError
 from streams.errors import OctguideError
 
 
@@ -47,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except ConfigError as exc:
+        print(f"octguide: config error: {exc}", file=sys.stderr)
+        return 2
     except OctguideError as exc:
         print(f"octguide: error: {exc}", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from engine.synthetic.foreign import SCENARIOS as FOREIGN_SCENARIOS
 from engine.synthetic.phantom import SCENARIOS
 
 
@@ -19,7 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--frames", type=int, default=60, help="frames per pullback (default 60)")
     p.add_argument("--seed", type=int, default=None, help="first seed (default: the held-out seed)")
-    p.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="limit to these (repeatable)")
+    p.add_argument("--source", choices=("phantom", "foreign"), default="phantom",
+                   help="phantom (default) or the independent foreign renderer (validation only)")
+    p.add_argument("--scenario", action="append", choices=sorted(SCENARIOS) + sorted(FOREIGN_SCENARIOS),
+                   help="limit to these (repeatable; names of the chosen source)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=run)
 
@@ -31,16 +35,22 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"  evaluated {name}", file=sys.stderr)
 
-    report = evaluate(args.scenario, n_frames=args.frames, seed=EVAL_SEED if args.seed is None else args.seed,
-                      progress=progress)
+    try:
+        report = evaluate(args.scenario, n_frames=args.frames, seed=EVAL_SEED if args.seed is None else args.seed,
+                          progress=progress, source=args.source)
+    except ValueError as e:
+        print(f"eval-guidance: {e}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"held-out phantom: {report['frames_per_pullback']} frames per scenario, geometry {report['geometry']}")
+    print(f"held-out {report['source']}: {report['frames_per_pullback']} frames per scenario, "
+          f"geometry {report['geometry']}")
     for key, value in report["metrics"].items():
-        met = report["met"][key]
+        met = report["met"].get(key)
         mark = "n/a" if met is None else ("ok" if met else "MISSED")
-        print(f"  {key:28s} {value!s:>10}   target {report['targets'][key]:>8}   {mark}")
+        print(f"  {key:28s} {value!s:>10}   target {report['targets'].get(key, '-'):>8}   {mark}")
+    print("  confidence: " + ", ".join(f"{k}={v}" for k, v in report["confidence"].items()))
     for name, s in report["scenarios"].items():
         print(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in s.items()))
     return 0

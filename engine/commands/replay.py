@@ -62,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds to wait for the guidance after the last frame (default 600)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--sr", type=Path, default=None, metavar="FILE",
+                        help="also write the DICOM SR measurement report to FILE (key images in "
+                        "DIR/dicom/; needs the [hospital] extra, docs/dicom_sr.md)")
     add_config_arguments(parser)
     add_curve_arguments(parser)
     parser.set_defaults(handler=run)
@@ -203,5 +206,19 @@ def run(args: argparse.Namespace) -> int:
         if child is not None:
             child.stop()
     write_replay_spec(args, summary["pullback_id"])
+    if args.sr is not None:
+        summary["dicom"] = [str(p) for p in write_sr(args, pullback)]
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
+
+
+def write_sr(args: argparse.Namespace, pullback: Pullback) -> list[Path]:
+    """``--sr FILE``: the SR (copied to FILE) and key images of the replayed pullback."""
+    import shutil
+
+    from engine.hospital.export import report_source, write_pullback_dicom  # the [hospital] extra
+
+    paths = write_pullback_dicom(args.out, report_source(args.pullback, pullback), None)
+    args.sr.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(paths[0], args.sr)
+    return [args.sr, *paths[1:]]

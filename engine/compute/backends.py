@@ -168,6 +168,13 @@ def _probe_tensorrt() -> tuple[ModuleType, str, dict]:
     return trt, trt.__version__, {}
 
 
+def _probe_torch_cuda() -> tuple[ModuleType, str, dict]:
+    torch = _import("torch")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"torch {torch.__version__} sees no CUDA device")
+    return torch, torch.__version__, {"device": torch.cuda.get_device_name(0)}
+
+
 PROBES: dict[str, Callable[[], tuple[ModuleType, str, dict]]] = {
     "numpy": _probe_numpy,
     "numba": _probe_numba,
@@ -177,8 +184,13 @@ PROBES: dict[str, Callable[[], tuple[ModuleType, str, dict]]] = {
     "scipy": _probe_scipy,
     "onnxruntime": _probe_onnxruntime,
     "tensorrt": _probe_tensorrt,
+    "torch_cuda": _probe_torch_cuda,
 }
 """Registry name -> probe. A probe returns (module, version, detail) or raises why not."""
+
+ON_DEMAND_PROBES = frozenset({"torch_cuda"})
+"""Probes :meth:`BackendRegistry.report` runs only once something asked for them: importing
+torch costs ~1-2 s and hundreds of MiB, which an engine that never uses it should not pay."""
 
 
 @dataclass(frozen=True)
@@ -196,7 +208,8 @@ class Implementation:
     requires : tuple of str
         Registry probes that must all be available.
     target : str
-        ``"module:attribute"`` of the implementation class, imported only when selected.
+        ``"module:attribute"`` of the implementation class, imported only when selected; empty
+        when this build has no implementation (:meth:`BackendRegistry.why_not` says so).
     """
 
     kind: str
@@ -206,6 +219,8 @@ class Implementation:
     target: str
 
     def load(self) -> Any:
+        if not self.target:
+            raise BackendUnavailableError(f"{self.kind} {self.name!r} has no implementation")
         module_name, _, attribute = self.target.partition(":")
         return getattr(importlib.import_module(module_name), attribute)
 
@@ -225,8 +240,20 @@ IMPLEMENTATIONS: dict[str, list[Implementation]] = {
         i for i in _impls("preprocess", "engine.compute.preprocess", "PreprocessKernel")
         if i.name != "numba_cuda"
     ],
+    # Segmentation runtimes, by the names ``[segment] runtime`` takes (engine.config). Targets are
+    # strings, so this layer imports nothing of models/ (models.runtime selects among them).
+    "segment": [
+        Implementation("segment", "onnxruntime", "cpu", ("onnxruntime",),
+                       "models.runtime:OnnxRuntime"),
+        Implementation("segment", "tensorrt", "gpu", ("tensorrt", "cupy"),
+                       "models.runtime:TensorRTRuntime"),
+        # Probed, so the config can name it and a fallback applies; no runtime class yet (it
+        # needs a checksummed PyTorch checkpoint in the model manifest).
+        Implementation("segment", "torch-cuda", "gpu", ("torch_cuda",), ""),
+    ],
 }
-"""Every kernel implementation, in default preference order (fastest usable first)."""
+"""Every implementation, in default preference order (fastest usable first; for "segment" the
+order is not a preference: the config names the runtime)."""
 
 
 class BackendRegistry:
@@ -290,8 +317,31 @@ class BackendRegistry:
             raise KeyError(f"unknown kernel kind {kind!r}; known: {sorted(self._implementations)}")
         return list(self._implementations[kind])
 
+    def register(self, implementation: Implementation,
+                 probes: dict[str, Callable[[], tuple[ModuleType, str, dict]]] | None = None) -> None:
+        """Add (or replace, by kind and name) an implementation, with any probes it requires.
+
+        For plugins and for tests: a fake TensorRT runtime registered on a CPU machine lets the
+        whole ``[segment] runtime = "tensorrt"`` path run without a GPU.
+
+        >>> r = BackendRegistry()
+        >>> r.register(Implementation("segment", "fake", "cpu", ("fake_lib",), "x:Y"),
+        ...            {"fake_lib": lambda: (None, "1.0", {})})
+        >>> r.why_not(r.implementations("segment")[-1]) is None
+        True
+        """
+        with self._lock:
+            for name, probe in (probes or {}).items():
+                self._probe_functions[name] = probe
+                self._results.pop(name, None)
+            existing = [i for i in self._implementations.get(implementation.kind, [])
+                        if i.name != implementation.name]
+            self._implementations[implementation.kind] = [*existing, implementation]
+
     def why_not(self, implementation: Implementation) -> str | None:
         """None when usable, else the first failing requirement and its reason."""
+        if not implementation.target:
+            return f"{implementation.kind} {implementation.name!r} has no implementation in this build"
         for requirement in implementation.requires:
             result = self.probe(requirement)
             if not result.available:
@@ -351,12 +401,16 @@ class BackendRegistry:
         return chosen
 
     def report(self) -> dict:
-        """Probes and decisions as a JSON-serialisable dict for the status channel."""
+        """Probes and decisions as a JSON-serialisable dict for the status channel (an
+        :data:`ON_DEMAND_PROBES` probe that nothing asked for is reported as not probed)."""
         for name in self._probe_functions:
-            self.probe(name)
+            if name not in ON_DEMAND_PROBES:
+                self.probe(name)
+        not_probed = Probe("", False, reason="not probed (nothing configured needs it)").as_dict()
         with self._lock:
             return {
-                "backends": {name: self._results[name].as_dict() for name in self._probe_functions},
+                "backends": {name: self._results[name].as_dict() if name in self._results
+                             else dict(not_probed) for name in self._probe_functions},
                 "selected": {kind: dict(d) for kind, d in self._decisions.items()},
             }
 

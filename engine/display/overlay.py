@@ -8,6 +8,7 @@ import functools
 import cv2
 import numpy as np
 
+from engine.clinical.levels import percentiles
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, polar_to_image
 from streams.geometry import FrameGeometry
 from streams.pullback import Frame
@@ -122,16 +123,20 @@ def build_overlay(record: dict, frame: Frame, grid: CartesianGrid,
     }
 
 
-def display_grey(image: np.ndarray) -> np.ndarray:
+def display_grey(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """The display image (``(N, N)`` real values) windowed to 8-bit grey.
 
     The window maps the 60th percentile of the image disc (noise floor) to black and the 99.9th
-    to white, estimated on every 4th pixel.
+    to white, estimated on every 4th pixel; one saturating scale-and-round pass writes the
+    uint8 image (into ``out``, an ``(N, N)`` uint8 array, when given: no per-frame allocation).
     """
     sample = np.asarray(image[::4, ::4], dtype=np.float32)
-    lo, hi = np.percentile(sample, [60.0, 99.9]) if sample.size else (0.0, 1.0)
+    lo, hi = percentiles(sample, (60.0, 99.9)) if sample.size else (0.0, 1.0)
     scale = 255.0 / max(float(hi - lo), 1e-9)
-    return cv2.convertScaleAbs(np.asarray(image, dtype=np.float32), alpha=scale, beta=-lo * scale)
+    source = image if image.dtype == np.float32 else np.asarray(image, dtype=np.float32)
+    if out is None:
+        return cv2.convertScaleAbs(source, alpha=scale, beta=-lo * scale)
+    return cv2.convertScaleAbs(source, dst=out, alpha=scale, beta=-lo * scale)
 
 
 @functools.lru_cache(maxsize=8)
@@ -164,9 +169,10 @@ def render_overlay(image: np.ndarray, overlay: dict) -> np.ndarray:
     return burn_overlay(display_grey(image), overlay)
 
 
-def burn_overlay(grey: np.ndarray, overlay: dict) -> np.ndarray:
-    """The grey display image as BGR with the vector overlay drawn into it."""
-    bgr = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+def burn_overlay(grey: np.ndarray, overlay: dict, out: np.ndarray | None = None) -> np.ndarray:
+    """The grey display image as BGR with the vector overlay drawn into it (into ``out``, an
+    ``(N, N, 3)`` uint8 array, when given)."""
+    bgr = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR) if out is None else cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR, dst=out)
     n = bgr.shape[0]
     centre = ((n - 1) / 2.0, (n - 1) / 2.0)
     shift = 4  # fixed-point bits for sub-pixel drawing

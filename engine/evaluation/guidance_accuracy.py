@@ -1,6 +1,7 @@
-"""Accuracy of the guidance against phantom ground truth (``octguide eval-guidance``).
+"""Accuracy of the guidance against synthetic ground truth (``octguide eval-guidance``).
 
-Every held-out phantom pullback goes through the shipped analysis (:class:`FrameAnalyser`) and
+Two sources: the phantom (``source="phantom"``) and the independent foreign renderer
+(``source="foreign"``, :mod:`engine.synthetic.foreign`, never used for training). Every held-out pullback goes through the shipped analysis (:class:`FrameAnalyser`) and
 :func:`engine.clinical.guidance.pullback_guidance`, and the results are compared with the truth records,
 key by key. Geometries and seeds are chosen unlike the model's training data.
 """
@@ -9,19 +10,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from engine.analysis.analyse import FrameAnalyser
 from engine.clinical.guidance import pullback_guidance
 from engine.config import GuidanceConfig
+from engine.synthetic import foreign
 from engine.synthetic.phantom import SCENARIOS, generate_pullback
 from streams.pullback import Pullback
 
 #: Held-out acquisition geometry: not the phantom's 500 x 1000 default.
-EVAL_GEOMETRY = dict(n_alines=448, n_samples=900, ranging_depth_mm=5.8, refractive_index=1.36, z_offset_px=25)
+EVAL_GEOMETRY = {"n_alines": 448, "n_samples": 900, "ranging_depth_mm": 5.8, "refractive_index": 1.36, "z_offset_px": 25}
 EVAL_SEED = 9100
+SOURCES = ("phantom", "foreign")
+#: Lumen Dice below which a frame counts as badly analysed (honest-confidence metrics).
+BAD_FRAME_DICE = 0.9
 
 #: Targets of the guidance issue (docs/results.md); "max" bounds are upper limits.
 TARGETS = {
@@ -77,6 +82,48 @@ class _Tally:
     malapposition_correct: int = 0
     calcium_iou: list = None
     calcium_thickness_error: list = None
+    bad_frames: int = 0  #: truth-ok frames with a lumen whose Dice < BAD_FRAME_DICE
+    bad_flagged: int = 0
+    good_frames: int = 0
+    good_flagged: int = 0
+    no_lumen_frames: int = 0  #: truth-ok frames the analysis gave no lumen (counted bad, Dice 0)
+    truth_flagged: int = 0  #: frames the truth itself marks not ok (residual blood)
+    truth_flagged_caught: int = 0
+
+
+def _flagged(record: dict) -> bool:
+    """The analysis told the operator not to trust this frame's numbers."""
+    return record.get("status") != "ok" or bool(record.get("low_confidence"))
+
+
+def tally_confidence(pb: Pullback, records: Sequence[dict], tally: _Tally) -> None:
+    """Honest confidence: are badly analysed frames the flagged ones (issue 16 item 5)?
+
+    Of truth-ok frames, those with Dice < :data:`BAD_FRAME_DICE` are bad (no lumen at all counts
+    as Dice 0); each is
+    counted flagged when its record's status is not "ok" or it says ``low_confidence``. Frames
+    the truth marks not ok (residual blood) are tallied separately.
+    """
+    a = pb.geometry.n_valid_alines
+    for record, truth in zip(records, (t.record for t in pb.truth.frames)):
+        flagged = _flagged(record)
+        if truth["status"] != "ok":
+            tally.truth_flagged += 1
+            tally.truth_flagged_caught += int(flagged)
+            continue
+        if record.get("lumen") is None:  # no lumen at all: Dice 0
+            tally.no_lumen_frames += 1
+            dice = 0.0
+        else:
+            pred_r = np.array([np.nan if v is None else v for v in record["lumen"]["radius_mm"][:a]], dtype=float)
+            true_r = np.array(truth["lumen"]["radius_mm"][:a], dtype=float)
+            dice = lumen_dice(pred_r, true_r) if np.isfinite(pred_r).any() else 0.0
+        if dice < BAD_FRAME_DICE:
+            tally.bad_frames += 1
+            tally.bad_flagged += int(flagged)
+        else:
+            tally.good_frames += 1
+            tally.good_flagged += int(flagged)
 
 
 def compare_frames(pb: Pullback, records: Sequence[dict], tally: _Tally) -> None:
@@ -119,8 +166,9 @@ def evaluate(
     seed: int = EVAL_SEED,
     analyser: FrameAnalyser | None = None,
     progress: Callable[[str], None] | None = None,
+    source: str = "phantom",
 ) -> dict:
-    """Run the analysis over held-out phantom pullbacks and report every accuracy metric.
+    """Run the analysis over held-out synthetic pullbacks and report every accuracy metric.
 
     Parameters
     ----------
@@ -132,8 +180,24 @@ def evaluate(
         First seed (scenario ``k`` uses ``seed + k``); keep it away from the training seeds.
     analyser : FrameAnalyser, optional
         The analysis to evaluate (default: the shipped model on ONNX Runtime).
+    source : str
+        "phantom" (the training renderer's held-out geometry) or "foreign" (the independent
+        renderer, :mod:`engine.synthetic.foreign`, its own geometry, catheter and intensity scale).
+
+    Returns
+    -------
+    dict
+        ``metrics`` holds the targeted metrics plus the honest-confidence fractions
+        ``bad_frames_flagged_fraction`` (of frames with lumen Dice < 0.9, the share the analysis
+        flagged) and ``good_frames_flagged_fraction``; ``confidence`` holds their counts.
     """
-    names = list(scenarios or SCENARIOS)
+    if source not in SOURCES:
+        raise ValueError(f"source {source!r} is not one of {SOURCES}")
+    table = foreign.SCENARIOS if source == "foreign" else SCENARIOS
+    names = list(scenarios or table)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise ValueError(f"unknown {source} scenario(s) {unknown}; known: {sorted(table)}")
     analyser = analyser or FrameAnalyser()
     tally = _Tally([], [], apposition_error_um=[], calcium_iou=[], calcium_thickness_error=[])
     per_scenario = {}
@@ -141,9 +205,12 @@ def evaluate(
     seconds = 0.0
     frames = 0
     for k, name in enumerate(names):
-        scenario = SCENARIOS[name]
+        scenario = table[name]
         pitch = scenario.length_mm / max(n_frames - 1, 1)
-        pb = generate_pullback(name, seed=seed + k, n_frames=n_frames, frame_pitch_mm=pitch, **EVAL_GEOMETRY)
+        if source == "foreign":
+            pb = foreign.generate_pullback(name, seed=seed + k, n_frames=n_frames, frame_pitch_mm=pitch)
+        else:
+            pb = generate_pullback(name, seed=seed + k, n_frames=n_frames, frame_pitch_mm=pitch, **EVAL_GEOMETRY)
         if not started:
             analyser.start(pb.geometry)
             started = True
@@ -152,8 +219,14 @@ def evaluate(
         seconds += time.perf_counter() - t0
         frames += len(pb)
         compare_frames(pb, records, tally)
-        guidance = pullback_guidance(records, pb.frame_spacing_mm, cfg=analyser.guidance)
-        per_scenario[name] = _compare_guidance(guidance, pb.truth.guidance, analyser.guidance)
+        tally_confidence(pb, records, tally)
+        try:
+            guidance = pullback_guidance(records, pb.frame_spacing_mm, cfg=analyser.guidance)
+        except ValueError as e:  # e.g. no frame with a lumen: a result to report, not a crash
+            per_scenario[name] = {"guidance_error": str(e),
+                                  "frames_ok": sum(r.get("status") == "ok" for r in records)}
+        else:
+            per_scenario[name] = _compare_guidance(guidance, pb.truth.guidance, analyser.guidance)
         if progress is not None:
             progress(name)
     analyser.stop()
@@ -167,9 +240,13 @@ def evaluate(
         "calcium_arc_iou": _mean([v for v in tally.calcium_iou if v is not None]),
         "calcium_thickness_mae_mm": _mean(tally.calcium_thickness_error),
         "msa_error_pct": _mean([s["msa_error_pct"] for s in per_scenario.values() if s.get("msa_error_pct") is not None]),
+        "bad_frames_flagged_fraction": tally.bad_flagged / tally.bad_frames if tally.bad_frames else None,
+        "good_frames_flagged_fraction": tally.good_flagged / tally.good_frames if tally.good_frames else None,
     }
+    geometry = asdict(foreign.ForeignGeometry()) if source == "foreign" else EVAL_GEOMETRY
     return {
-        "geometry": EVAL_GEOMETRY,
+        "source": source,
+        "geometry": geometry,
         "seed": seed,
         "frames_per_pullback": n_frames,
         "analysis_ms_per_frame": round(1000 * seconds / max(frames, 1), 2),
@@ -177,6 +254,16 @@ def evaluate(
         "targets": {k: f"{op} {v}" for k, (op, v) in TARGETS.items()},
         "met": {k: _met(metrics[k], *TARGETS[k]) for k in TARGETS},
         "scenarios": per_scenario,
+        "confidence": {
+            "bad_frame_dice": BAD_FRAME_DICE,
+            "bad_frames": tally.bad_frames,
+            "bad_frames_flagged": tally.bad_flagged,
+            "good_frames": tally.good_frames,
+            "good_frames_flagged": tally.good_flagged,
+            "frames_without_lumen": tally.no_lumen_frames,
+            "truth_not_ok_frames": tally.truth_flagged,
+            "truth_not_ok_frames_flagged": tally.truth_flagged_caught,
+        },
     }
 
 

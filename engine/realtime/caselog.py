@@ -166,6 +166,10 @@ class CaseLog:
             "SELECT record FROM frames WHERE pullback_id=? ORDER BY frame", (pullback_id,))
         return [json.loads(r[0]) for r in rows]
 
+    def known_ids(self) -> set[str]:
+        """Every pullback id ever opened on this case log (the source of truth for known ids)."""
+        return {row[0] for row in self._conn().execute("SELECT pullback_id FROM pullbacks")}
+
     def known(self, pullback_id: str) -> bool:
         """Whether the pullback was ever opened on this case log."""
         return self._conn().execute(

@@ -30,6 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,13 @@ from engine.compute.scan_convert import (
 from engine.config import Config
 from engine.display.overlay import build_overlay, burn_overlay, display_grey, lmode_cuts
 from engine.realtime.caselog import CaseLog
+from engine.realtime.control import (
+    ControlRequest,
+    ControlRequestError,
+    parse_request,
+    results_folder,
+    safe_id,
+)
 from engine.realtime.results import _guidance, guidance_summary, write_results
 from engine.realtime.scheduler import FrameJob, FrameScheduler
 from engine.realtime.security import CurveServer, SecurityPolicy, decide
@@ -57,7 +65,6 @@ from streams.geometry import FrameGeometry
 from streams.wire.protocol import (
     LMODE_ANGLES_DEG,
     PROTOCOL_VERSION,
-    PULLBACK_ID_PATTERN,
     TOPIC_BACKFILL,
     TOPIC_DISPLAY,
     TOPIC_EVENT,
@@ -71,7 +78,6 @@ from streams.wire.protocol import (
     decode_payload,
     dumps,
     frame_from_header,
-    loads,
     unpack_header,
 )
 
@@ -82,7 +88,7 @@ LATENCY_WINDOW = 2048  #: live end-to-end times kept for the heartbeat's percent
 RECENT_PULLBACKS = 64  #: finished pullbacks kept in memory for status queries
 WRITER_BATCH = 256  #: frame records committed per transaction at most
 _STOP = None  #: the writer queue's end marker
-CONTROL_COMMANDS = ("ping", "status", "config", "start_pullback", "stop_pullback", "pullback", "results")
+INTERRUPTED_REASON = "the engine stopped without closing it"  #: of pullbacks a previous run left open
 MONITOR_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 STRUT_STATES = ("apposed", "malapposed", "unknown")
@@ -151,6 +157,36 @@ class PullbackState:
 # ---------------------------------------------------------------------------------------------
 
 
+class FailureLog:
+    """Throttled logging of failed frames: the first ``first_n`` in full, then one line per
+    ``interval_s`` seconds saying how many more failed (thread-safe; workers share it)."""
+
+    def __init__(self, first_n: int = 10, interval_s: float = 10.0):
+        self.first_n = first_n
+        self.interval_s = interval_s
+        self.total = 0
+        self._suppressed = 0
+        self._last_s = 0.0
+        self._lock = threading.Lock()
+
+    def failed(self, pullback_id: str, index: int, exc: BaseException) -> None:
+        with self._lock:
+            self.total += 1
+            if self.total <= self.first_n:
+                log.warning("analysis of %s frame %d failed: %s: %s", pullback_id, index,
+                            type(exc).__name__, exc)
+                self._last_s = time.monotonic()
+                return
+            self._suppressed += 1
+            now = time.monotonic()
+            if now - self._last_s >= self.interval_s:
+                log.warning("%d more frames failed in the last %.0f s (latest: %s frame %d: %s: %s)",
+                            self._suppressed, now - self._last_s, pullback_id, index,
+                            type(exc).__name__, exc)
+                self._suppressed = 0
+                self._last_s = now
+
+
 class Engine:
     """The octguide engine (module docstring).
 
@@ -197,6 +233,10 @@ class Engine:
         self._io_ready = threading.Event()
         self._writer_ready = threading.Event()
         self._errors: list[BaseException] = []
+        self._failure_log = FailureLog()
+        self._known_ids: set[str] = set()  # every pullback id in the case log (I/O thread)
+        self._interrupted_ids: set[str] = set()  # left open by a previous run, marked interrupted
+        self._readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octguide-results")
         self._phase = "new"  # new -> running -> draining -> closing -> stopped
         self._image_wanted = False
         self._display_wanted = False
@@ -288,6 +328,8 @@ class Engine:
         if self._phase in ("new", "stopped"):
             return
         self._phase = "draining"
+        if self._errors:  # a dead thread: what is pending may never be analysed, do not wait on it
+            drain_s = 0.0
         self.scheduler.wait_idle(self.cfg.stop_drain_s if drain_s is None else drain_s)
         leftovers = self.scheduler.drain()
         if leftovers:
@@ -302,6 +344,7 @@ class Engine:
 
     def _shutdown_threads(self) -> None:
         self.scheduler.close()
+        self._readers.shutdown(wait=True)
         for worker in self._workers:
             worker.join(timeout=30)
         if self._io is not None:
@@ -358,6 +401,9 @@ class Engine:
                 finally:
                     self.scheduler.done(job)
                 self._wake(wake)
+        except BaseException as exc:  # noqa: BLE001 (a dead worker stops the engine: serve exits on it)
+            log.error("engine worker %d died: %s: %s", k, type(exc).__name__, exc)
+            self._errors.append(EngineError(f"worker {k} died: {type(exc).__name__}: {exc}"))
         finally:
             if wake is not None:
                 wake.close()
@@ -365,21 +411,30 @@ class Engine:
 
     def _analyse(self, stage: AnalysisStage, job: FrameJob, grid: CartesianGrid,
                  orientation: DisplayOrientation) -> dict:
-        """Run the stage on one frame; never raises (a failure becomes a rejected record)."""
+        """Run the whole per-frame path (stage, overlay build, render, encoding) on one frame;
+        never raises: any exception becomes a ``failed`` frame whose record is rejected with
+        the reason (logged through :attr:`_failure_log`, throttled)."""
         frame = job.frame
         queue_ms = (job.started_ns - job.received_ns) / 1e6
         start = time.perf_counter()
         try:
-            result = stage.process(frame)
+            return self._analyse_frame(stage, job, grid, orientation, queue_ms, start)
         except Exception as exc:  # noqa: BLE001 (the frame's fate: counted, reported, recorded)
-            log.warning("analysis of %s frame %d failed: %s: %s", frame.pullback_id, frame.index,
-                        type(exc).__name__, exc)
+            self._failure_log.failed(frame.pullback_id, frame.index, exc)
             reason = f"analysis_error: {type(exc).__name__}: {exc}"[:500]
             record = {"frame": frame.index, "status": "rejected", "reason": reason}
             latency = {"queue": queue_ms, "analysis": (time.perf_counter() - start) * 1e3}
-            overlay = build_overlay(record, frame, grid, orientation, latency)
-            return {"record": record, "latency": latency, "overlay": dumps(overlay), "image": None,
+            try:
+                overlay = dumps(build_overlay(record, frame, grid, orientation, latency))
+            except Exception:  # noqa: BLE001 (the overlay build itself failed: a bare rejected overlay)
+                overlay = dumps({"frame": frame.index, "status": "rejected", "reason": reason})
+            return {"record": record, "latency": latency, "overlay": overlay, "image": None,
                     "grey": None, "lmode": None, "failed": True}
+
+    def _analyse_frame(self, stage: AnalysisStage, job: FrameJob, grid: CartesianGrid,
+                       orientation: DisplayOrientation, queue_ms: float, start: float) -> dict:
+        frame = job.frame
+        result = stage.process(frame)
         latency = {"queue": queue_ms, **result.latency_ms}
         overlay = build_overlay(result.record, frame, grid, orientation, latency)
         image = grey = lmode = None
@@ -409,9 +464,12 @@ class Engine:
         wake.connect(self._wake_endpoint)  # inproc: connecting before the I/O thread binds is fine
         try:
             caselog.open()
-            for pullback_id in caselog.interrupt_open("the engine stopped without closing it"):
+            interrupted = caselog.interrupt_open(INTERRUPTED_REASON)
+            self._interrupted_ids = set(interrupted)
+            for pullback_id in interrupted:
                 self._export(caselog, pullback_id, "interrupted", [], None, {})
                 log.warning("pullback %s was left open by a previous run: marked interrupted", pullback_id)
+            self._known_ids = caselog.known_ids()  # read by the I/O thread only after this
         except BaseException as exc:  # noqa: BLE001 (re-raised by start() in the caller's thread)
             self._errors.append(exc)
             caselog.close()
@@ -580,6 +638,9 @@ class Engine:
 
     def _io_loop(self, frames, overlay, control, wake, monitors) -> None:
         cfg = self.cfg
+        self._sock["control"] = control
+        for pid in sorted(self._interrupted_ids):
+            self._event("pullback_interrupted", pullback_id=pid, reason=INTERRUPTED_REASON)
         poller = zmq.Poller()
         for sock in (overlay, control, wake, *monitors):
             poller.register(sock, zmq.POLLIN)
@@ -714,6 +775,7 @@ class Engine:
         now = time.monotonic()
         pb = PullbackState(pid, now, time.time(), n_frames_expected=n_frames, last_frame_monotonic=now)
         self._pullbacks[pid] = pb
+        self._known_ids.add(pid)
         self._counters["pullbacks_opened"] += 1
         self._trim_pullbacks()
         self._event("pullback_opened", pullback_id=pid, n_frames=n_frames or None)
@@ -737,8 +799,10 @@ class Engine:
         pb.logged = True
 
     def _known_pullback(self, pullback_id: str) -> bool:
-        """Whether the results folder of a pullback exists (finished by this or an earlier run)."""
-        return (self.results_dir / "pullbacks" / pullback_id).exists()
+        """Whether a pullback was ever opened: the case log is the source of truth (a results
+        folder removed by hand does not make its id new again, which would break the case log's
+        UNIQUE pullback id); an existing results folder counts too."""
+        return pullback_id in self._known_ids or (self.results_dir / "pullbacks" / pullback_id).exists()
 
     def _trim_pullbacks(self) -> None:
         done = [pid for pid, p in self._pullbacks.items() if p.state in ("complete", "incomplete")]
@@ -798,6 +862,10 @@ class Engine:
                 self._finished(item[1], item[2])
             elif kind == "skip":
                 self._skip(item[1], item[2])
+            elif kind == "reply":  # a control reply prepared off the I/O thread
+                if not item[2]["ok"]:
+                    self._counters["control_errors"] += 1
+                self._sock["control"].send_multipart([*item[1], dumps(item[2]), *item[3]])
 
     def _publish_result(self, job: FrameJob, out: dict) -> None:
         frame = job.frame
@@ -948,6 +1016,9 @@ class Engine:
 
     # control ------------------------------------------------------------------------------------------
     def _handle_control(self, sock: zmq.Socket) -> None:
+        """Answer every waiting control request. Each is validated (engine/realtime/control.py)
+        before anything acts on it; any exception while handling one is an ``ok: false`` reply
+        with its reason, counted in ``control_errors`` (the I/O thread lives on)."""
         while True:
             try:
                 parts = sock.recv_multipart(zmq.NOBLOCK)
@@ -958,39 +1029,70 @@ class Engine:
             # [identity, request] from a bare DEALER: the reply uses the same envelope.
             split = 2 if len(parts) > 2 and parts[1] == b"" else 1
             route, body = parts[:split], parts[split:]
-            request = None
+            request_id = None
             try:
-                request = loads(body[0]) if len(body) == 1 else None
-                if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-                    raise TypeError("a request is one JSON object with a string 'cmd'")
+                if len(body) != 1:
+                    raise ControlRequestError("a request is one message part of JSON")
+                request, _ = parse_request(bytes(body[0]), self.cfg.max_frames_per_pullback)
+                request_id = request.id
+                if request.cmd == "results":
+                    self._results_off_thread(route, request)
+                    continue
                 reply, extra = self._control(request)
                 reply = {"ok": True, **reply}
-            except (ValueError, TypeError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 (one bad request never ends the I/O thread)
                 self._counters["control_errors"] += 1
-                reply, extra = {"ok": False, "error": str(exc)}, []
-            reply["id"] = request.get("id") if isinstance(request, dict) else None
+                if request_id is None:
+                    request_id = safe_id(getattr(exc, "decoded", None))
+                text = str(exc) if isinstance(exc, (ValueError, TypeError, OSError)) else \
+                    f"internal error: {type(exc).__name__}: {exc}"
+                if not isinstance(exc, (ValueError, TypeError, OSError)):
+                    log.warning("control request failed: %s", text)
+                reply, extra = {"ok": False, "error": text[:500]}, []
+            reply["id"] = request_id
             sock.send_multipart([*route, dumps(reply), *extra])
 
-    def _control(self, request: dict) -> tuple[dict, list]:
-        cmd = request["cmd"]
-        if cmd not in CONTROL_COMMANDS:
-            raise ValueError(f"unknown command {cmd!r}; known: {', '.join(CONTROL_COMMANDS)}")
+    def _results_off_thread(self, route: list, request: ControlRequest) -> None:
+        """Check a ``results`` request here, read its files (possibly MBs) on a reader thread; the
+        reply goes out through the outbox on the I/O thread."""
+        pid = request.pullback_id
+        pb = self._pullbacks.get(pid)
+        if pb is not None and pb.state not in ("complete", "incomplete"):
+            raise ControlRequestError(f"pullback {pid} is {pb.state}: results are written when it finishes")
+        folder = results_folder(self.results_dir, pid)
+
+        def read() -> None:
+            try:
+                parts = [(folder / "pullback.json").read_bytes(), (folder / "frames.jsonl").read_bytes()]
+                reply = {"ok": True, "pullback_id": pid, "results_dir": str(folder),
+                         "parts": ["pullback.json", "frames.jsonl"], "id": request.id}
+            except OSError:
+                parts, reply = [], {"ok": False, "error": f"no results for pullback {pid}",
+                                    "id": request.id}
+            self._post(("reply", route, reply, parts))
+            wake = self.context.socket(zmq.PUSH)
+            wake.linger = 0
+            try:
+                wake.connect(self._wake_endpoint)
+                self._wake(wake)
+            finally:
+                wake.close()
+
+        self._readers.submit(read)
+
+    def _control(self, request: ControlRequest) -> tuple[dict, list]:
+        cmd = request.cmd
         if cmd == "ping":
             return {"pong": time.time()}, []
         if cmd == "status":
             return self._status_message(), []
         if cmd == "config":
             return {"config": self.config.to_dict(), "config_hash": self.config_hash}, []
-        pid = request.get("pullback_id")
-        if not isinstance(pid, str) or not pid:
-            raise ValueError(f"{cmd!r} needs a 'pullback_id'")
+        pid = request.pullback_id
         if cmd == "start_pullback":
             if pid in self._pullbacks or self._known_pullback(pid):
                 raise ValueError(f"pullback {pid} already exists")
-            if not PULLBACK_ID_PATTERN.fullmatch(pid):
-                raise ValueError(f"pullback id {pid!r} must match {PULLBACK_ID_PATTERN.pattern}")
-            n_frames = request.get("n_frames") or 0
-            self._new_pullback(pid, int(n_frames))
+            self._new_pullback(pid, request.n_frames or 0)
             return {"pullback": self._pullback_status(self._pullbacks[pid])}, []
         pb = self._pullbacks.get(pid)
         if cmd == "stop_pullback":
@@ -1005,18 +1107,10 @@ class Engine:
             if pb is None:
                 if not self._known_pullback(pid):
                     raise ValueError(f"unknown pullback {pid}")
-                return {"pullback": {"pullback_id": pid, "state": "finished", "results_dir":
+                state = "interrupted" if pid in self._interrupted_ids else "finished"
+                return {"pullback": {"pullback_id": pid, "state": state, "results_dir":
                                      str(self.results_dir / "pullbacks" / pid)}}, []
             return {"pullback": self._pullback_status(pb)}, []
-        if cmd == "results":
-            folder = self.results_dir / "pullbacks" / pid
-            if pb is not None and pb.state not in ("complete", "incomplete"):
-                raise ValueError(f"pullback {pid} is {pb.state}: results are written when it finishes")
-            if not folder.is_dir():
-                raise ValueError(f"no results for pullback {pid}")
-            return ({"pullback_id": pid, "results_dir": str(folder),
-                     "parts": ["pullback.json", "frames.jsonl"]},
-                    [(folder / "pullback.json").read_bytes(), (folder / "frames.jsonl").read_bytes()])
         raise AssertionError(cmd)  # every command in CONTROL_COMMANDS is handled above
 
     def _pullback_status(self, pb: PullbackState) -> dict:
@@ -1096,7 +1190,8 @@ class Engine:
             "engine_version": __version__,
             "protocol_version": PROTOCOL_VERSION,
             "uptime_s": round(time.monotonic() - self._started_monotonic, 3),
-            "phase": self._phase,
+            "phase": "failed" if self._errors and self._phase == "running" else self._phase,
+            "error": f"{type(self.failure).__name__}: {self.failure}" if self._errors else None,
             "config_hash": self.config_hash,
             "model": self.model,
             "stage": self.stage_status,

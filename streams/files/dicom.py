@@ -79,6 +79,7 @@ from streams.errors import (
     UnsupportedTransferSyntaxError,
 )
 from streams.geometry import FrameGeometry
+from streams.intensity import IntensityScale
 from streams.pullback import Pullback
 
 SOP_FOR_PRESENTATION = UID("1.2.840.10008.5.1.4.1.1.14.1")
@@ -369,21 +370,29 @@ def _shared_groups(g: FrameGeometry, bits: int, log_range_db: float) -> Dataset:
     frame_type.FrameType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
     shared.IntravascularOCTFrameTypeSequence = Sequence([frame_type])
     if g.intensity == "LOG":
-        shared.PixelIntensityRelationshipLUTSequence = Sequence(
-            [_log_to_linear_lut(bits, log_range_db)]
-        )
+        scale = g.intensity_scale or IntensityScale.log_range(log_range_db, 2**bits - 1)
+        shared.PixelIntensityRelationshipLUTSequence = Sequence([_log_to_linear_lut(bits, scale)])
     return shared
 
 
-def _log_to_linear_lut(bits: int, range_db: float) -> Dataset:
+def _log_to_linear_lut(bits: int, scale: IntensityScale) -> Dataset:
     """LUT from LOG stored values to linear A-line intensity (PS3.3 C.8.27.4.2).
 
-    Stored value ``v`` of ``2**bits`` is taken as ``range_db * v / (2**bits - 1)`` dB above the
-    floor of the range; the output is that intensity scaled so full scale is 65535.
+    Stored value ``v`` maps to ``10 ** (scale.to_db(v) / 10)``, so a reader that fits
+    ``10 * log10(LUT)`` recovers ``scale`` (:func:`_lut_intensity_scale`). Where that exceeds the
+    16-bit output, the whole LUT is shifted down; where its top lies so low that fewer than a
+    quarter of the entries would reach a resolvable output (>= 64), it is shifted up to the full
+    16-bit output. The offset is an arbitrary reference and does not survive a shift; the dB per
+    count does.
     """
     n_entries = 2**bits
     stored = np.arange(n_entries, dtype=np.float64)
-    linear = 65535.0 * 10.0 ** ((stored / (n_entries - 1) - 1.0) * range_db / 10.0)
+    level_db = scale.to_db(stored)
+    top_db = 10.0 * np.log10(65535.0)
+    resolvable_db = 10.0 * np.log10(_LUT_FIT_MIN_OUTPUT)
+    if level_db[-1] > top_db or np.mean(level_db >= resolvable_db) < 0.25:
+        level_db = level_db - (level_db[-1] - top_db)
+    linear = np.clip(10.0 ** (level_db / 10.0), 0.0, 65535.0)
     lut = Dataset()
     # The first descriptor value is 0 for 65536 entries (PS3.3 C.11.1.1).
     lut.add_new("LUTDescriptor", "US", [n_entries % 65536, 0, 16])
@@ -900,11 +909,14 @@ def _read_for_processing(ds: Dataset, path: Path, pixel_element: Any) -> Pullbac
     frame_rate_hz, frame_rate_source = _frame_rate(fields, n_alines)
     spacing, spacing_source = _frame_spacing(fields, per_frame, n_frames, frame_rate_hz)
     frames = _read_pixels(fields, pixel_element, n_frames, rows, columns)
+    intensity = fields.text("PixelIntensityRelationship")
+    scale, scale_reason = _lut_intensity_scale(fields, per_frame, intensity)
 
     def make() -> Pullback:
         geometry = FrameGeometry(
             n_alines=n_alines,
             n_samples=columns,
+            intensity_scale=scale,
             aline_spacing_mm=fields.number("ALinePixelSpacing"),
             refractive_index=fields.number("EffectiveRefractiveIndex"),
             refractive_index_applied=_yes_no(fields, "RefractiveIndexApplied"),
@@ -933,7 +945,75 @@ def _read_for_processing(ds: Dataset, path: Path, pixel_element: Any) -> Pullbac
             "oct_z_offset_applied_in_file": z_offset_applied,
         }
     )
+    if scale_reason:
+        pullback.attributes["intensity_scale_unread"] = scale_reason
     return pullback
+
+
+# A LUT entry must map to at least this linear output to enter the fit: below it the 16-bit
+# rounding alone moves 10*log10 by more than 0.07 dB.
+_LUT_FIT_MIN_OUTPUT = 64.0
+# Largest residual (dB) of the affine fit that still counts as log compression.
+_LUT_FIT_MAX_RESIDUAL_DB = 0.5
+
+
+def _lut_intensity_scale(
+    fields: _Fields, per_frame: list[Dataset], intensity: str
+) -> tuple[IntensityScale | None, str]:
+    """The pullback's intensity scale from its Pixel Intensity Relationship LUT, or a reason.
+
+    For LOG data with a TO_LINEAR LUT: fits ``dB = offset + k * stored`` to ``10 * log10(LUT)``
+    over the entries whose output is resolved (>= 64). Returns ``(None, reason)`` when there is no
+    LUT, the data are not LOG, or the LUT is not a monotonic log-linear curve.
+    """
+    if intensity != "LOG":
+        return None, ""
+    group = _functional_group(fields, per_frame, 0, "PixelIntensityRelationshipLUTSequence")
+    if group is None and fields.has("PixelIntensityRelationshipLUTSequence"):
+        group = fields.item("PixelIntensityRelationshipLUTSequence")
+    if group is None:
+        return None, "no Pixel Intensity Relationship LUT"
+    function = str(group.ds.get("LUTFunction", "")).strip().upper()
+    if function not in ("TO_LINEAR", ""):
+        return None, f"LUT Function {function!r} is not TO_LINEAR"
+    try:
+        descriptor = [int(v) for v in group.ds.LUTDescriptor]
+        raw = group.ds.LUTData
+    except (AttributeError, TypeError, ValueError) as exc:
+        return None, f"LUT Descriptor/Data unreadable ({exc})"
+    if len(descriptor) != 3:
+        return None, f"LUT Descriptor has {len(descriptor)} values, not 3"
+    n_entries = descriptor[0] or 65536
+    first = descriptor[1]
+    if isinstance(raw, (bytes, bytearray)):
+        if len(raw) >= 2 * n_entries:
+            data = np.frombuffer(bytes(raw[: 2 * n_entries]), dtype="<u2")
+        elif len(raw) == n_entries:
+            data = np.frombuffer(bytes(raw), dtype=np.uint8)
+        else:
+            return None, f"LUT Data has {len(raw)} bytes for {n_entries} entries"
+    else:
+        data = np.asarray(raw if isinstance(raw, Sized) else [raw], dtype=np.float64)
+        if data.size != n_entries:
+            return None, f"LUT Data has {data.size} values for {n_entries} entries"
+    out = data.astype(np.float64)
+    if np.any(np.diff(out) < 0):
+        return None, "LUT is not monotonic non-decreasing"
+    stored = first + np.arange(n_entries, dtype=np.float64)
+    use = out >= _LUT_FIT_MIN_OUTPUT
+    if np.count_nonzero(use) < max(16, n_entries // 10):
+        return None, f"only {np.count_nonzero(use)} LUT entries are resolved (>= 64)"
+    level_db = 10.0 * np.log10(out[use])
+    k, offset = np.polyfit(stored[use], level_db, 1)
+    residual = float(np.max(np.abs(offset + k * stored[use] - level_db)))
+    if residual > _LUT_FIT_MAX_RESIDUAL_DB:
+        return None, f"LUT is not log-linear (fit residual {residual:.2f} dB)"
+    if not k > 0:
+        return None, f"LUT slope {k:.3g} dB/count is not positive"
+    try:
+        return IntensityScale(float(k), float(offset), "dicom-lut"), ""
+    except GeometryError as exc:
+        return None, f"LUT gives an invalid scale ({exc})"
 
 
 def _pixel_spacing(fields: _Fields, per_frame: list[Dataset], n_frames: int) -> tuple[float, float]:

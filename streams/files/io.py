@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from streams.errors import PullbackFileError
 from streams.files.dicom import read_dicom, write_dicom
 from streams.pullback import Pullback
@@ -57,6 +59,10 @@ def sniff_format(path: str | os.PathLike) -> str:
     )
 
 
+#: Sample types the engine and the wire protocol carry (streams.wire.protocol.DTYPES).
+SUPPORTED_SAMPLE_DTYPES = (np.dtype("u1"), np.dtype("u2"), np.dtype("f4"))
+
+
 def read_pullback(path: str | os.PathLike) -> Pullback:
     """Read a pullback from a DICOM IVOCT or native HDF5 file, whichever its content is.
 
@@ -66,11 +72,17 @@ def read_pullback(path: str | os.PathLike) -> Pullback:
         Or one of its subclasses, naming the file and what is wrong.
     """
     if sniff_format(path) == "dicom":
-        return read_dicom(path)
-    # Imported here so DICOM reading works without the native codec's dependencies.
-    from streams.files.native import read_native
+        pullback = read_dicom(path)
+    else:
+        # Imported here so DICOM reading works without the native codec's dependencies.
+        from streams.files.native import read_native
 
-    return read_native(path)
+        pullback = read_native(path)
+    dtype = np.dtype(pullback.frames.dtype)
+    if dtype.newbyteorder("=") not in SUPPORTED_SAMPLE_DTYPES:
+        raise PullbackFileError(path, f"frames are {dtype}; octguide analyses "
+                                f"{', '.join(str(d) for d in SUPPORTED_SAMPLE_DTYPES)} samples only")
+    return pullback
 
 
 def write_pullback(pullback: Pullback, path: str | os.PathLike) -> None:

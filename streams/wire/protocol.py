@@ -136,9 +136,13 @@ class Limits:
     ----------
     max_payload_bytes : int
         Largest frame payload, bytes (the engine's ``server.max_frame_mib``).
+    max_n_frames : int
+        Largest ``n_frames`` a header may announce (frames per pullback); a display sizes its
+        buffers by it, so a larger value is ``absurd_dimensions``.
     """
 
     max_payload_bytes: int = 64 << 20
+    max_n_frames: int = 20_000
 
 
 @dataclass(frozen=True)
@@ -307,7 +311,7 @@ class FrameHeader:
         )
 
 
-def unpack_header(raw: bytes | memoryview) -> FrameHeader:
+def unpack_header(raw: bytes | memoryview, limits: Limits | None = None) -> FrameHeader:
     """Decode and validate a header (everything that does not need the payload).
 
     Raises
@@ -349,6 +353,9 @@ def unpack_header(raw: bytes | memoryview) -> FrameHeader:
         frame_rate_hz=fps, n_frames=n_frames, payload_bytes=payload_bytes, pullback_id=pullback_id,
     )  # fmt: skip
     _check_header(header)
+    max_n_frames = (limits or Limits()).max_n_frames
+    if n_frames > max_n_frames:
+        raise ProtocolError("absurd_dimensions", f"n_frames={n_frames} exceeds the limit of {max_n_frames}")
     return header
 
 
@@ -419,7 +426,7 @@ def decode_frame(parts: Sequence[Any], limits: Limits) -> tuple[FrameHeader, np.
     """
     if len(parts) != 2:
         raise ProtocolError("malformed_header", f"{len(parts)} message parts, expected 2 (header, payload)")
-    header = unpack_header(_buffer(parts[0]))
+    header = unpack_header(_buffer(parts[0]), limits)
     return header, decode_payload(header, parts[1], limits)
 
 

@@ -31,6 +31,7 @@ from streams.pullback import Frame, FrameSource, Pullback
 from streams.wire.protocol import (
     FLAG_END_OF_PULLBACK,
     FLAG_START_OF_PULLBACK,
+    HEADER_SIZE,
     Limits,
     ProtocolError,
     decode_frame,
@@ -43,6 +44,47 @@ from streams.wire.protocol import (
 
 class TransportError(OctguideError):
     """A peer did not answer in time, or a socket could not be set up."""
+
+
+def max_part_bytes(limits: Limits) -> int:
+    """``ZMQ_MAXMSGSIZE`` for a frames socket, bytes: the largest part a frame message may have.
+
+    libzmq checks this per part as it reads the wire and drops the peer's connection on a larger
+    part, before the part is buffered; it has no bound on a message's part count, which
+    :func:`recv_frame_parts` checks.
+    """
+    return max(HEADER_SIZE, limits.max_payload_bytes)
+
+
+def recv_frame_parts(sock: zmq.Socket, limits: Limits, flags: int = 0) -> list[zmq.Frame]:
+    """Receive one frames message part by part, keeping at most two parts (zero-copy).
+
+    Parts beyond the second are released as they are read, so a message of many parts never
+    holds more than two of them in Python; sizes are read from the ``zmq.Frame`` without copying.
+
+    Raises
+    ------
+    zmq.Again
+        ``flags`` has ``zmq.NOBLOCK`` and nothing is queued.
+    ProtocolError
+        ``malformed_header`` (not exactly 2 parts: the count is checked first) or ``oversized``
+        (total bytes above ``HEADER_SIZE + limits.max_payload_bytes``); the whole message has
+        been drained.
+    """
+    parts = [sock.recv(flags, copy=False)]
+    n_parts, total_bytes = 1, len(parts[0])
+    while sock.getsockopt(zmq.RCVMORE):
+        part = sock.recv(copy=False)
+        n_parts += 1
+        total_bytes += len(part)
+        if n_parts <= 2:
+            parts.append(part)
+    if n_parts != 2:
+        raise ProtocolError("malformed_header", f"{n_parts} message parts, expected 2 (header, payload)")
+    if total_bytes > HEADER_SIZE + limits.max_payload_bytes:
+        raise ProtocolError("oversized", f"message of {total_bytes} bytes exceeds the limit of "
+                            f"{HEADER_SIZE + limits.max_payload_bytes}")
+    return parts
 
 
 @dataclass(frozen=True)
@@ -257,7 +299,7 @@ class ZmqFrameSource(_Endpoint, FrameSource):
 
     def _configure(self, sock: zmq.Socket) -> None:
         sock.rcvhwm = self.hwm
-        sock.maxmsgsize = 2 * self.limits.max_payload_bytes
+        sock.maxmsgsize = max_part_bytes(self.limits)
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -273,8 +315,8 @@ class ZmqFrameSource(_Endpoint, FrameSource):
         while True:
             if not sock.poll(int(self.timeout_s * 1000)):
                 raise TransportError(f"{self.endpoint}: no frame within {self.timeout_s} s")
-            parts = sock.recv_multipart(copy=False)
             try:
+                parts = recv_frame_parts(sock, self.limits)
                 header, pixels = decode_frame(parts, self.limits)
             except ProtocolError as exc:
                 self.rejected[exc.reason] = self.rejected.get(exc.reason, 0) + 1

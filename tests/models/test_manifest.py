@@ -116,5 +116,11 @@ def test_the_int8_variant_agrees_with_the_float_model():
     stage.start()
     x = stage.process(pb.frame(0))[None, None]
     a, b = float_model.run(x), int8_model.run(x)
-    assert np.mean(a.class_prob.argmax(1) == b.class_prob.argmax(1)) > 0.995
+    # Tolerance 0.99, not 0.995: ONNX Runtime's int8 convolutions take CPU-specific kernels
+    # (AVX512-VNNI, AVX2 with u8s8 saturation handling, ...) that round differently, so pixels
+    # whose top two classes lie within int8 rounding of each other flip. Measured 0.99901 on the
+    # developers' AVX512-VNNI VM (onnxruntime 1.32.0, the locked version) and 0.99414 on a fresh
+    # machine that had resolved newer wheels; a broken quantisation (wrong scale or zero point)
+    # falls far below 0.99.
+    assert np.mean(a.class_prob.argmax(1) == b.class_prob.argmax(1)) > 0.99
     assert np.abs(a.aline_prob - b.aline_prob).max() < 0.1

@@ -101,3 +101,25 @@ def test_low_confidence_frame_reports_status_and_no_lumen_when_unmeasurable():
     blind = Segmentation(**{**seg.__dict__, "lumen_radius_mm": np.full_like(seg.lumen_radius_mm, np.nan)})
     rec = frame_record(pb.frame(2), blind, detect_metal(pb.frame(2)), GuidanceConfig())
     assert rec["status"] == "low_confidence" and rec["lumen"] is None and "reason" in rec
+
+
+def test_sheath_on_the_phantom_is_calibrated_and_a_lumen_on_the_sheath_is_flagged(records):
+    from engine.analysis.sheath import SheathDetector
+
+    pb, _ = records["calcified"]
+    detector = SheathDetector()
+    for i in range(0, len(pb), 6):
+        frame = pb.frame(i)
+        sheath = detector.detect(frame.pixels, frame.geometry, frame.z_offset_px)
+        assert sheath.calibration == "ok", sheath
+        seg = Segmentation(**{**oracle(pb, i).__dict__, "sheath": sheath})
+        rec = frame_record(frame, seg, detect_metal(frame), GuidanceConfig())
+        assert rec["status"] == "ok", rec.get("reason")
+        assert rec["sheath"]["calibration"] == "ok"
+        assert len(rec["uncertainty"]) == pb.geometry.n_alines
+        # The old failure: every lumen boundary on the outermost sheath ring.
+        on_ring = np.where(np.isfinite(seg.lumen_radius_mm), sheath.rings_mm[-1], np.nan)
+        bad = Segmentation(**{**seg.__dict__, "lumen_radius_mm": on_ring})
+        rec = frame_record(frame, bad, detect_metal(frame), GuidanceConfig())
+        assert rec["status"] == "low_confidence"
+        assert "inside the catheter" in rec["reason"] and "ring" in rec["reason"]

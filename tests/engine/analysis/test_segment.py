@@ -92,3 +92,20 @@ def test_config_rejects_unknown_keys_and_bad_values():
         SegmenterConfig(threads=0)
     with pytest.raises(RuntimeError, match="start"):
         Segmenter().process(None)
+
+
+def test_lumen_read_out_is_ring_proof() -> None:
+    """Thin non-lumen rings (sheath, ghost line) inside and outside the catheter are not walls."""
+    from engine.analysis.segment import boundary_radii_px
+
+    j = np.arange(200, dtype=np.float64)
+    lumen = np.clip(120.3 - (j - 0.5), 0, 1)[None, :].repeat(4, axis=0)
+    beyond = np.clip(j + 0.5 - 160.6, 0, 1)[None, :].repeat(4, axis=0)
+    lumen[:, 2:5] = 0.0  # ghost line near the centre
+    lumen[:, 40:43] = 0.05  # the sheath's outer ring, 3 samples thick
+    lumen[1, 70:72] = 0.2  # a ring outside the catheter on one A-line
+    naive, _ = boundary_radii_px(lumen, beyond)
+    assert np.all(naive < 10)  # the first non-lumen sample: the ghost line
+    lumen_px, eel_px = boundary_radii_px(lumen, beyond, start_px=45.0, min_wall_px=6)
+    np.testing.assert_allclose(lumen_px, 120.3, atol=1e-6)
+    np.testing.assert_allclose(eel_px, 160.6, atol=1e-6)

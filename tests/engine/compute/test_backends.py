@@ -88,12 +88,26 @@ def test_no_usable_implementation_is_an_error():
 def test_real_report_covers_every_library_and_is_json():
     report = registry().report()
     assert set(report["backends"]) == {"numpy", "numba", "numba_cuda", "cupy", "opencv", "scipy",
-                                       "onnxruntime", "tensorrt"}
+                                       "onnxruntime", "tensorrt", "torch_cuda"}
     for name, entry in report["backends"].items():
         assert isinstance(entry["available"], bool)
         assert (entry["reason"] is None) == entry["available"], name
     assert report["backends"]["numpy"]["available"] and report["backends"]["numba"]["available"]
     json.dumps(report)
+
+
+def test_report_leaves_on_demand_probes_alone_until_asked():
+    calls = []
+
+    def torch_probe():
+        calls.append(1)
+        raise RuntimeError("torch sees no CUDA device")
+
+    r = BackendRegistry(probes={"torch_cuda": torch_probe})
+    assert r.report()["backends"]["torch_cuda"]["reason"].startswith("not probed")
+    assert not calls  # importing torch costs seconds: only a config that names it pays
+    assert not r.available("torch_cuda") and calls == [1]
+    assert r.report()["backends"]["torch_cuda"]["reason"] == "RuntimeError: torch sees no CUDA device"
 
 
 def test_a_library_that_warns_on_import_is_still_usable(tmp_path, monkeypatch):

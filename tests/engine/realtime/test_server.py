@@ -625,3 +625,106 @@ def test_reject_reasons_reported_are_the_documented_ones():
     doc = (Path(__file__).resolve().parents[3] / "docs" / "protocol.md").read_text()
     for reason in REJECT_REASONS:
         assert f"`{reason}`" in doc
+
+
+def test_an_overlay_build_that_raises_is_a_failed_frame_and_the_engine_keeps_serving(start_engine, monkeypatch):
+    from engine.realtime import server
+
+    real = server.build_overlay
+
+    def flaky(record, frame, *args, **kwargs):
+        if frame.index == 1 and frame.pullback_id != "after-failure" and record.get("status") != "rejected":
+            raise ValueError("overlay build exploded")
+        return real(record, frame, *args, **kwargs)
+
+    monkeypatch.setattr(server, "build_overlay", flaky)
+    h = start_engine()
+    pid = h.send_pullback(small_pullback(4), fps=60.0)
+    state = h.wait_pullback(pid)
+    assert state["state"] == "complete" and state["failed"] == 1
+    _, records = h.results(pid)
+    assert records[1]["status"] == "rejected" and "ValueError: overlay build exploded" in records[1]["reason"]
+    pid2 = h.send_pullback(small_pullback(3, seed=1), pullback_id="after-failure", fps=60.0)
+    assert h.wait_pullback(pid2)["state"] == "complete"
+    status = h.status_()
+    assert status["counters"]["failed"] == 1 and status["error"] is None
+    assert_fates_add_up(status["counters"], status["scheduler"])
+
+
+def test_a_worker_that_dies_stops_the_engine_with_its_reason(start_engine):
+    h = start_engine()
+    engine = h.engine
+
+    def die(item):
+        raise MemoryError("worker killed")
+
+    engine._post = die  # outside the per-frame try: the worker thread itself dies
+    h.send_pullback(small_pullback(2), fps=60.0)
+    deadline = time.monotonic() + 10
+    while engine.failure is None:
+        assert time.monotonic() < deadline, "a dead worker went unnoticed"
+        time.sleep(0.02)
+    del engine._post  # the stop path posts the leftovers
+    assert "worker 0 died: MemoryError: worker killed" in str(engine.failure)
+    status = h.status_()
+    assert status["phase"] == "failed" and "worker killed" in status["error"]
+
+
+def test_serve_exits_non_zero_when_a_worker_dies(tmp_path, monkeypatch):
+    import argparse
+
+    from engine.commands import serve
+    from engine.realtime.server import Engine as RealEngine
+
+    class DyingEngine(RealEngine):
+        def __init__(self, config):
+            cfg = engine_config(tmp_path / "results")
+            super().__init__(cfg, lambda: SlowMetal())
+
+        def start(self):
+            endpoints = super().start()
+            sender = FrameSender(endpoints["frames"], linger_ms=0)
+            sender.start()
+            sender.send_pullback(small_pullback(2), fps=60.0)
+            sender.stop()
+            return endpoints
+
+        def _post(self, item):
+            if item[0] == "result":  # outside the per-frame try: the worker thread dies
+                raise MemoryError("worker killed")
+            super()._post(item)
+
+    monkeypatch.setattr(serve, "Engine", DyingEngine)
+    args = argparse.Namespace(log_level="WARNING", config=None, overrides=[], insecure=False,
+                              endpoints_file=None)
+    started = time.monotonic()
+    assert serve.run(args) == 1
+    assert time.monotonic() - started < 20
+
+
+def test_a_finished_id_whose_results_folder_was_removed_is_rejected_not_a_crash(tmp_path):
+    import shutil
+
+    results = tmp_path / "results"
+    pullback = small_pullback(3)
+    h = Harness(Engine(engine_config(results), lambda: SlowMetal()), ())
+    try:
+        pid = h.send_pullback(pullback, fps=60.0)
+        assert h.wait_pullback(pid)["state"] == "complete"
+    finally:
+        h.close()
+    shutil.rmtree(results / "pullbacks" / pid)
+    h = Harness(Engine(engine_config(results), lambda: SlowMetal()), ())
+    try:
+        with pytest.raises(ControlError, match="already exists"):
+            h.control.request("start_pullback", pullback_id=pid)
+        h.send_pullback(pullback, pullback_id=pid, fps=60.0)
+        deadline = time.monotonic() + 10
+        while h.status_()["counters"]["rejected"].get("finished_pullback", 0) < 3:
+            assert time.monotonic() < deadline, h.status_()["counters"]
+            time.sleep(0.02)
+        status = h.status_()
+        assert status["phase"] == "running" and status["error"] is None
+        assert status["counters"]["pullbacks_opened"] == 0
+    finally:
+        h.close()

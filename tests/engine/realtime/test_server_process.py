@@ -122,7 +122,7 @@ def test_kill_mid_pullback_loses_nothing_acknowledged(serve, tmp_path):
     restarted = serve(results)  # the next start closes what the killed one left open
     with ControlClient(restarted.endpoints["control"]) as control:
         reply = control.request("pullback", pullback_id=p.pullback_id)["pullback"]
-        assert reply["state"] == "finished"
+        assert reply["state"] == "interrupted"
     restarted.process.send_signal(signal.SIGINT)
     assert restarted.wait() == 0
     folder = results / "pullbacks" / p.pullback_id

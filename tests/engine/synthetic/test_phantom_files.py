@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from engine.commands.cli import main
 from engine.synthetic.phantom import generate_pullback
 from streams.files.io import read_pullback, write_pullback
+from streams.intensity import ASSUMED_LOG_RANGE_DB
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,13 @@ def test_phantom_round_trips_bit_exact(phantom, tmp_path, suffix):
     write_pullback(phantom, path)
     back = read_pullback(path)
     np.testing.assert_array_equal(back.frames, phantom.frames)
-    assert back.geometry == phantom.geometry
+    if suffix == ".dcm":  # the IOD requires a LUT, so the file states the scale it was written on
+        scale = back.geometry.intensity_scale
+        assert scale is not None and scale.source == "dicom-lut"
+        assert scale.db_per_count == pytest.approx(ASSUMED_LOG_RANGE_DB / 65535, rel=1e-3)
+        assert dataclasses.replace(back.geometry, intensity_scale=None) == phantom.geometry
+    else:
+        assert back.geometry == phantom.geometry
     np.testing.assert_array_equal(back.z_offset_px, phantom.z_offset_px)  # drifting per frame
     np.testing.assert_array_equal(back.seam_index, phantom.seam_index)
     np.testing.assert_allclose(back.frame_spacing_mm, phantom.frame_spacing_mm)

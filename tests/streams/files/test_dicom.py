@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 import subprocess
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from streams.errors import (
     UnsupportedTransferSyntaxError,
 )
 from streams.files.dicom import PULLBACK_ID_PREFIX, read_dicom, write_dicom
+from streams.intensity import IntensityScale
 from streams.pullback import Pullback
 from tests.streams.conftest import random_pullback, save_dataset
 
@@ -61,7 +63,12 @@ GEOMETRIES = {
 def assert_same_pullback(read: Pullback, written: Pullback) -> None:
     assert read.frames.dtype == written.frames.dtype
     np.testing.assert_array_equal(read.frames, written.frames)
-    assert read.geometry == written.geometry
+    # LOG files carry a LUT, so the read geometry states a (fitted, float-close) scale.
+    assert replace(read.geometry, intensity_scale=None) == replace(
+        written.geometry, intensity_scale=None
+    )
+    if written.geometry.intensity_scale is not None:
+        assert_close_scale(read.geometry.intensity_scale, written.geometry.intensity_scale)
     np.testing.assert_array_equal(read.z_offset_px, written.z_offset_px)
     np.testing.assert_array_equal(read.seam_index, written.seam_index)
     np.testing.assert_array_equal(read.frame_spacing_mm, written.frame_spacing_mm)
@@ -627,3 +634,58 @@ def test_damaged_header_never_escapes_as_a_raw_error(
         read_dicom(path)
     except PullbackFileError as error:
         assert str(path) in str(error)
+
+
+def assert_close_scale(read: IntensityScale | None, expected: IntensityScale) -> None:
+    assert read is not None
+    assert read.source == "dicom-lut"
+    assert read.db_per_count == pytest.approx(expected.db_per_count, rel=1e-3)
+    assert read.offset_db == pytest.approx(expected.offset_db, abs=0.05)
+
+
+@pytest.mark.parametrize("dtype, full_scale", [(np.uint16, 65535), (np.uint8, 255)])
+def test_lut_carrying_dicom_reads_to_the_canonical_scale(
+    tmp_path: Path, dtype: type, full_scale: int
+) -> None:
+    written = random_pullback(n_alines=64, n_samples=128, dtype=dtype, seed=3)
+    path = tmp_path / "lut.dcm"
+    write_dicom(written, path)
+    read = read_dicom(path)
+    assert_close_scale(read.geometry.intensity_scale, IntensityScale.log_range(48.0, full_scale))
+    assert "intensity_scale_unread" not in read.attributes
+
+
+def test_stated_scale_round_trips_through_the_lut(tmp_path: Path) -> None:
+    base = random_pullback(n_alines=64, n_samples=128, seed=4)
+    scale = IntensityScale.log_range(40.0, 65535, source="header", offset_db=3.0)
+    written = replace(base, geometry=replace(base.geometry, intensity_scale=scale))
+    path = tmp_path / "scale.dcm"
+    write_dicom(written, path)
+    read = read_dicom(path)
+    assert_close_scale(read.geometry.intensity_scale, scale)
+
+
+def _rewrite_lut(path: Path, lut: np.ndarray) -> None:
+    ds = pydicom.dcmread(path)
+    item = ds.SharedFunctionalGroupsSequence[0].PixelIntensityRelationshipLUTSequence[0]
+    item.LUTData = lut.astype("<u2").tobytes()
+    ds.save_as(path)
+
+
+@pytest.mark.parametrize(
+    "make_lut, reason",
+    [
+        (lambda n: np.linspace(65535, 0, n), "not monotonic"),
+        (lambda n: np.linspace(0, 65535, n), "not log-linear"),
+        (lambda n: np.zeros(n), "resolved"),
+    ],
+    ids=["decreasing", "linear-not-log", "all-zero"],
+)
+def test_garbage_lut_is_rejected_with_a_reason(tmp_path: Path, make_lut, reason: str) -> None:
+    written = random_pullback(n_alines=32, n_samples=64, seed=5)
+    path = tmp_path / "bad.dcm"
+    write_dicom(written, path)
+    _rewrite_lut(path, make_lut(65536))
+    read = read_dicom(path)
+    assert read.geometry.intensity_scale is None
+    assert reason in read.attributes["intensity_scale_unread"]

@@ -17,12 +17,16 @@ from streams.files.io import HDF5_SIGNATURE, read_pullback, sniff_format, write_
 from streams.pullback import Pullback
 
 
+#: What the stand-in native reader returns (uint16 frames, so the dtype check passes).
+NATIVE_PULLBACK = types.SimpleNamespace(frames=np.zeros((1, 16, 16), np.uint16))
+
+
 @pytest.fixture
 def fake_native(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     """Stand in for ``streams.files.native`` (another module's codec) and record what it is asked."""
     calls: list[tuple] = []
     module = types.ModuleType("streams.files.native")
-    module.read_native = lambda path: calls.append(("read", Path(path))) or "native pullback"
+    module.read_native = lambda path: calls.append(("read", Path(path))) or NATIVE_PULLBACK
     module.write_native = lambda pullback, path: calls.append(("write", pullback, Path(path)))
     monkeypatch.setitem(sys.modules, "streams.files.native", module)
     return calls
@@ -53,7 +57,7 @@ def test_hdf5_content_goes_to_the_native_reader(
 ) -> None:
     path = tmp_path / "pullback.dcm"  # the name says DICOM; the content decides
     path.write_bytes(b"\0" * user_block + HDF5_SIGNATURE + b"\0" * 64)
-    assert read_pullback(path) == "native pullback"
+    assert read_pullback(path) is NATIVE_PULLBACK
     assert fake_native == [("read", path)]
 
 
@@ -174,3 +178,21 @@ def test_info_on_a_bad_file_exits_non_zero_with_one_line_naming_it(
     assert out == ""
     assert len(err.splitlines()) == 1
     assert str(path) in err and "PixelData (7FE0,0010)" in err
+
+
+def test_float64_frames_are_rejected_at_open_with_one_line(tmp_path):
+    import h5py
+
+    from tests.streams.conftest import random_pullback
+
+    path = tmp_path / "f64.oct.h5"
+    write_pullback(random_pullback(n_alines=32, n_samples=48, n_frames=2, dtype=np.uint16), path)
+    with h5py.File(path, "r+") as f:
+        frames = f["frames"][...].astype(np.float64)
+        attrs = dict(f["frames"].attrs)
+        del f["frames"]
+        f.create_dataset("frames", data=frames)
+        f["frames"].attrs.update(attrs)
+    with pytest.raises(PullbackFileError, match="float64") as info:
+        read_pullback(path)
+    assert "\n" not in str(info.value)

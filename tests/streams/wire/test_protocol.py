@@ -29,7 +29,7 @@ from streams.wire.protocol import (
     loads,
     unpack_header,
 )
-from streams.wire.zmq_io import FrameSender, ZmqFrameSource
+from streams.wire.zmq_io import FrameSender, ZmqFrameSource, max_part_bytes, recv_frame_parts
 from tests.streams.conftest import random_pullback
 
 pytestmark = pytest.mark.timeout(60)
@@ -274,3 +274,57 @@ def test_frame_source_receives_a_pullback_from_the_sender():
             source.frame(5)
     finally:
         source.stop()
+
+
+def _pull_push(limits: Limits):
+    ctx = zmq.Context.instance()
+    pull = ctx.socket(zmq.PULL)
+    pull.linger = 0
+    pull.maxmsgsize = max_part_bytes(limits)
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    push = ctx.socket(zmq.PUSH)
+    push.linger = 0
+    push.connect(f"tcp://127.0.0.1:{port}")
+    return pull, push
+
+
+def test_many_part_message_is_a_counted_rejection_and_drained():
+    limits = Limits(max_payload_bytes=1 << 20)
+    pull, push = _pull_push(limits)
+    try:
+        part = np.zeros(1 << 20, np.uint8)  # each part within the per-part bound
+        push.send_multipart([part] * 12, copy=False)
+        assert pull.poll(5000)
+        with pytest.raises(ProtocolError) as info:
+            recv_frame_parts(pull, limits)
+        assert info.value.reason == "malformed_header" and "12 message parts" in info.value.detail
+        assert not pull.poll(100)  # the whole message was drained
+        pixels = pixels_of()
+        push.send_multipart([header_for(pixels).pack(), pixels], copy=False)
+        assert pull.poll(5000)
+        assert len(recv_frame_parts(pull, limits)) == 2
+    finally:
+        push.close()
+        pull.close()
+
+
+def test_part_above_the_bound_is_dropped_by_libzmq_before_buffering():
+    limits = Limits(max_payload_bytes=1 << 16)
+    pull, push = _pull_push(limits)
+    try:
+        push.send_multipart([b"x" * HEADER_SIZE] + [np.zeros(1 << 20, np.uint8)] * 12, copy=False)
+        assert not pull.poll(500)  # libzmq closed that connection; nothing was queued
+    finally:
+        push.close()
+        pull.close()
+
+
+def test_n_frames_above_the_limit_is_absurd():
+    pixels = pixels_of()
+    raw = header_for(pixels, n_frames=4_294_967_295).pack()
+    with pytest.raises(ProtocolError) as info:
+        unpack_header(raw)
+    assert info.value.reason == "absurd_dimensions"
+    assert unpack_header(header_for(pixels, n_frames=20_000).pack()).n_frames == 20_000
+    with pytest.raises(ProtocolError):
+        decode_frame([header_for(pixels, n_frames=101).pack(), pixels], Limits(max_n_frames=100))
