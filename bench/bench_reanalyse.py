@@ -23,12 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from engine.config import Config  # noqa: E402
-from engine.fleet.cluster import ray_session  # noqa: E402
-from engine.fleet.reanalyse import ReanalysisOptions, analysis_stage, reanalyse  # noqa: E402
-from engine.analysis.segment import DEFAULT_MODEL  # noqa: E402
-from engine.synthetic.phantom import generate_pullback  # noqa: E402
-from streams.files.io import read_pullback, write_pullback  # noqa: E402
+from engine.analysis.segment import DEFAULT_MODEL
+from engine.config import Config
+from engine.fleet.cluster import ray_session
+from engine.fleet.reanalyse import ReanalysisOptions, analysis_stage, reanalyse
+from engine.synthetic.phantom import generate_pullback
+from streams.files.io import read_pullback, write_pullback
 
 SCENARIOS = ("calcified", "stented-malapposed", "normal", "fibrous-stenosis")
 

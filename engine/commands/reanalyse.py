@@ -45,10 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def format_summary(s: dict) -> str:
     model = s["model"]
     lines = [
-        f"pullbacks   {s['pullbacks']}: analysed {s['analysed']}, skipped {s['skipped']} (already done), "
-        f"failed {s['failed']}",
-        f"frames      {s['frames']} in {s['duration_s']:.1f} s ({s['frames_per_s'] or 0:.2f} frames/s), "
-        f"{s['failed_frames']} with analysis errors",
+        (f"pullbacks   {s['pullbacks']}: analysed {s['analysed']}, skipped {s['skipped']} "
+         f"(already done), failed {s['failed']}"),
+        (f"frames      {s['frames']} in {s['duration_s']:.1f} s ({s['frames_per_s'] or 0:.2f} frames/s), "
+         f"{s['failed_frames']} with analysis errors"),
         f"model       {model['name']} {model['version']} (sha256 {model['sha256'][:12]}...)",
         f"workers     {s['workers']} on {len(s['nodes'])} node(s)",
     ]

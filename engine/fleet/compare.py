@@ -72,9 +72,9 @@ def pullback_agreement(pa: dict, ra: list[dict], pb: dict, rb: list[dict]) -> di
     frames = [frame_agreement(x, y) for x, y in zip(ra, rb)]
     dice = [f["lumen_dice"] for f in frames if f["lumen_dice"] is not None]
     diffs = [abs(f["lumen_area_diff_mm2"]) for f in frames if f["lumen_area_diff_mm2"] is not None]
-    sizing = lambda p: {k: (p.get("sizing") or {}).get(k) for k in ("diameter_mm", "length_mm")}  # noqa: E731
-    score = lambda p: (p.get("calcium") or {}).get("score")  # noqa: E731
-    mla = lambda p: (p.get("mla") or {}).get("area_mm2")  # noqa: E731
+    sizing = lambda p: {k: (p.get("sizing") or {}).get(k) for k in ("diameter_mm", "length_mm")}
+    score = lambda p: (p.get("calcium") or {}).get("score")
+    mla = lambda p: (p.get("mla") or {}).get("area_mm2")
     changes = []
     if sizing(pa) != sizing(pb):
         changes.append(f"stent sizing {sizing(pa)} -> {sizing(pb)}")

@@ -35,7 +35,7 @@ def pixel_features(frame: Frame) -> dict:
 
     """
     pixels = np.asarray(frame.pixels[: frame.geometry.n_valid_alines], dtype=np.float64)
-    deep = max(1, int(round(pixels.shape[1] * DEEP_FRACTION)))
+    deep = max(1, round(pixels.shape[1] * DEEP_FRACTION))
     p50, p99 = np.percentile(pixels, [50.0, 99.0])
     return {"z_offset_px": int(frame.z_offset_px), "intensity_p50": float(p50),
             "intensity_p99": float(p99), "noise_floor": float(np.median(pixels[:, -deep:]))}

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.analysis.segment import DEFAULT_MODEL
-from models.manifest import MANIFEST_SUFFIX, Manifest, ModelManifestError, load_manifest, parse_manifest
+from models.manifest import (
+    MANIFEST_SUFFIX,
+    Manifest,
+    ModelManifestError,
+    load_manifest,
+    parse_manifest,
+)
 from streams.errors import OctguideError
 
 STATE_FILE = "active-model.json"

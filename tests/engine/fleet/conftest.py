@@ -11,8 +11,8 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("pyarrow")
 
-from engine.synthetic.phantom import generate_pullback  # noqa: E402
-from streams.files.io import write_pullback  # noqa: E402
+from engine.synthetic.phantom import generate_pullback
+from streams.files.io import write_pullback
 
 N_FRAMES = 10
 SCENARIOS = ("calcified", "stented-malapposed", "normal")

@@ -38,5 +38,5 @@ def test_two_node_cluster_runs_on_both_nodes_and_equals_the_in_process_run(archi
     assert ours.keys() == theirs.keys()
     for pid in ours:
         assert [measured(r) for r in ours[pid][1]] == [measured(r) for r in theirs[pid][1]]
-        strip = lambda d: {k: v for k, v in d.items() if k != "timing"}  # noqa: E731
+        strip = lambda d: {k: v for k, v in d.items() if k != "timing"}
         assert strip(ours[pid][0]) == strip(theirs[pid][0])

@@ -12,7 +12,14 @@ from engine.commands.cli import main
 from engine.fleet.archive import list_archive
 from engine.fleet.reanalyse import ReanalysisOptions, reanalyse
 from tests.engine.commands.test_replay import read_results
-from tests.engine.fleet.conftest import GUIDANCE_KEYS, N_FRAMES, RAY_WARNINGS, SCENARIOS, measured, read_run
+from tests.engine.fleet.conftest import (
+    GUIDANCE_KEYS,
+    N_FRAMES,
+    RAY_WARNINGS,
+    SCENARIOS,
+    measured,
+    read_run,
+)
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("ray_local"), RAY_WARNINGS]
 
@@ -66,7 +73,7 @@ def test_reanalyse_equals_replay_for_the_same_pullback(first_run, corrupt_archiv
 
 
 def test_a_rerun_skips_every_pullback_already_analysed(first_run, corrupt_archive):
-    out, first = first_run
+    out, _ = first_run
     before = pq.read_table(out / "measurements.parquet")
     again = reanalyse(corrupt_archive, out, ReanalysisOptions(show_progress=False))
     assert (again["skipped"], again["analysed"], again["frames"]) == (3, 0, 0)
