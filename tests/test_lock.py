@@ -30,7 +30,8 @@ def _pins(name: str) -> dict[str, str]:
         ("requirements.lock", PYPROJECT["dependencies"]),
         ("requirements-test.lock",
          [*PYPROJECT["dependencies"], *PYPROJECT["optional-dependencies"]["test"],
-          *PYPROJECT["optional-dependencies"]["hospital"], "onnx>=1.15"]),
+          *PYPROJECT["optional-dependencies"]["hospital"],
+          *PYPROJECT["optional-dependencies"]["fleet"], "onnx>=1.15"]),
     ],
 )
 def test_the_lock_pins_every_declared_dependency_within_its_bounds(lock, requirements):
@@ -50,6 +51,6 @@ def test_both_locks_agree_on_every_version():
 
 def test_the_two_commands_and_ci_install_from_the_locks():
     assert "-c requirements.lock ." in (ROOT / "scripts" / "main.sh").read_text()
-    assert '-c requirements-test.lock ".[test,hospital]"' in (ROOT / "scripts" / "test.sh").read_text()
+    assert '-c requirements-test.lock ".[test,hospital,fleet]"' in (ROOT / "scripts" / "test.sh").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "-c requirements-test.lock" in ci and "bash scripts/test.sh" in ci

@@ -24,6 +24,8 @@ SUITES = {
              "TensorRT where usable, int8 variants (--int8)",
     "measure": "per-frame metal detection + measurement on one core (500-A-line phantom frames) "
                "against its 5 ms budget",
+    "reanalyse": "archive re-analysis on Ray: frames/s at 1 and 2 workers, per-frame cost against "
+                 "the engine's analysis stage on the same frames, peak memory per worker",
     "stages": "per-stage p50/p99 of the frame path (preprocess, inference, read-out, metal, "
               "measure, scan conversion, render, encoding) against the issue-17 budgets, raw and "
               "scaled to this machine, with the naive loop in the same run",

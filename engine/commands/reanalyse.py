@@ -1,0 +1,83 @@
+"""``octguide reanalyse SOURCE --out DIR [--address RAY_ADDRESS] [--model VERSION] [--workers N]``.
+
+Re-analyses an archive (a folder of DICOM IVOCT / ``.oct.h5`` pullbacks, searched recursively,
+or a list file) on Ray with the engine's own per-frame analysis and results writer
+(:mod:`engine.fleet.reanalyse`): ``DIR/pullbacks/<id>/{frames.jsonl,pullback.json}``,
+``DIR/measurements.parquet``, ``DIR/failures.parquet``, ``DIR/summary.json``. Pullbacks already
+analysed with the same model and config are skipped. ``--compare A`` also runs model version A
+into ``DIR/compare-<A>`` and writes their agreement (:mod:`engine.fleet.compare`). Needs the
+``[fleet]`` extra (ray, pyarrow, matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from engine.commands.serve import add_config_arguments, build_config
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "reanalyse",
+        help="re-analyse an archive of pullbacks on a Ray cluster (or locally)",
+        description="Re-analyse every pullback of SOURCE (a folder, recursively, or a list file) with "
+        "the engine's analysis on Ray; resumable; writes results folders, a Parquet table and failures.",
+    )
+    parser.add_argument("source", type=Path, help="folder of pullback files or a list file")
+    parser.add_argument("--out", type=Path, required=True, help="results folder of the run")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster address HOST:PORT (default: start Ray locally with this machine's cores)")
+    parser.add_argument("--model", default=None,
+                        help="installed model version (octguide model list; default: the active one)")
+    parser.add_argument("--compare", default=None, metavar="VERSION",
+                        help="shadow comparison: also run VERSION and report where the outputs differ")
+    parser.add_argument("--workers", type=int, default=1, help="analysis actors, one model each (default 1)")
+    parser.add_argument("--models-dir", type=Path, default=None, help="installed models (default: models/weights)")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="where the active model version is recorded (default: ~/.config/octguide)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_config_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def format_summary(s: dict) -> str:
+    model = s["model"]
+    lines = [
+        (f"pullbacks   {s['pullbacks']}: analysed {s['analysed']}, skipped {s['skipped']} "
+         f"(already done), failed {s['failed']}"),
+        (f"frames      {s['frames']} in {s['duration_s']:.1f} s ({s['frames_per_s'] or 0:.2f} frames/s), "
+         f"{s['failed_frames']} with analysis errors"),
+        f"model       {model['name']} {model['version']} (sha256 {model['sha256'][:12]}...)",
+        f"workers     {s['workers']} on {len(s['nodes'])} node(s)",
+    ]
+    lines += [f"failed      {f['source']}: {f['reason']}" for f in s["failures"][:20]]
+    lines.append(f"results     {s['outputs']['pullbacks']}, {s['outputs']['measurements']}, "
+                 f"{s['outputs']['failures']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.fleet.reanalyse import ReanalysisOptions, reanalyse
+    from engine.fleet.registry import ModelRegistry
+
+    if args.workers < 1:
+        raise SystemExit("octguide reanalyse: error: --workers must be at least 1")
+    registry = ModelRegistry(args.models_dir, args.state_dir)
+    config = build_config(args.config, args.overrides)
+    model = registry.resolve(args.model)
+    options = ReanalysisOptions(model_path=str(model.model_path), config=config, workers=args.workers,
+                                address=args.address)
+    summary = reanalyse(args.source, args.out, options)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    if args.compare:
+        from engine.fleet.compare import compare_runs, format_comparison
+
+        baseline = registry.resolve(args.compare)
+        base_out = args.out / f"compare-{baseline.key}"
+        reanalyse(args.source, base_out, ReanalysisOptions(
+            model_path=str(baseline.model_path), config=config, workers=args.workers, address=args.address))
+        report = compare_runs(base_out, args.out, args.out / "comparison")
+        print(format_comparison(report))
+    return 0
