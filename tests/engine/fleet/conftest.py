@@ -53,8 +53,15 @@ def read_run(out: Path) -> dict:
 
 
 def measured(record: dict) -> dict:
-    """A record without what depends on timing or transport (latencies, lane, the wire id)."""
-    return {k: v for k, v in record.items() if k not in ("latency_ms", "lane", "pullback_id")}
+    """A record without what depends on timing or transport (latencies, lane, the wire id, and
+    the sheath's absolute noise floor and scale source: a v2 frame header states the dynamic
+    range but no dB offset, so over the wire the floor is on an offset-0 scale; every threshold
+    is relative to it, so nothing measured changes)."""
+    out = {k: v for k, v in record.items() if k not in ("latency_ms", "lane", "pullback_id")}
+    if isinstance(out.get("sheath"), dict):
+        out["sheath"] = {k: v for k, v in out["sheath"].items()
+                         if k not in ("noise_floor_db", "scale_source")}
+    return out
 
 
 #: Ray's own deprecation notices (raised inside ray.data, not by our calls) are not errors here.
