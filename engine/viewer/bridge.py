@@ -74,9 +74,13 @@ from streams.wire.zmq_io import CurveClientKeys, Subscriber
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).with_name("assets")
+#: The page's ES modules (``viewer.js`` imports the others; no bundler): each is served as
+#: ``text/javascript``, which a browser requires of a module script.
+PAGE_MODULES = ("viewer.js", "common.js", "state.js", "socket.js", "messages.js", "navigation.js",
+                "xsection.js", "lmode.js", "strips.js", "panels.js")
 #: The page's files: name -> content type. Nothing else is served.
-ASSET_TYPES = {"index.html": "text/html; charset=utf-8", "viewer.js": "text/javascript; charset=utf-8",
-               "viewer.css": "text/css; charset=utf-8"}
+ASSET_TYPES = {"index.html": "text/html; charset=utf-8", "viewer.css": "text/css; charset=utf-8",
+               **{name: "text/javascript; charset=utf-8" for name in PAGE_MODULES}}
 #: The page loads nothing from anywhere but this server (the cath lab has no internet).
 CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' blob: data:; "
                            "connect-src 'self' ws: wss:; script-src 'self'; style-src 'self'")
