@@ -416,3 +416,55 @@ def _show(page, k: int) -> None:
     box = page.locator("#lmode").bounding_box()
     page.mouse.click(box["x"] + (k + 0.5) / 16 * box["width"], box["y"] + box["height"] / 2)
     _wait_hook(page, f"window.octguideViewer.drawn.frame === {k}", 30)
+
+
+def test_the_page_loads_every_module_as_javascript_with_no_console_errors(browser, tmp_path):
+    """Issue 12 item 7: the page is ES modules with no bundler. Chromium loads each of them (a
+    module script served with any but a JavaScript MIME type is refused, under the page's CSP),
+    runs them with no console error, and the state they share refuses a write that bypasses
+    state.js's writers."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    from engine.compute.scan_convert import CartesianGrid
+    from engine.viewer.bridge import PAGE_MODULES, ResultsSource, ViewerBridge
+    from tests.engine.realtime.test_server import small_pullback
+    from tests.engine.viewer.test_bridge import BridgeThread
+
+    _confidence_results(tmp_path / "out")
+    source = ResultsSource(tmp_path / "out", small_pullback(16), CartesianGrid(128, 4.0))
+    bridge = BridgeThread(ViewerBridge(None, port=0, results=source))
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors: list[str] = []
+        failed: list[str] = []
+        scripts: dict[str, tuple[int, str]] = {}
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("requestfailed", lambda request: failed.append(request.url))
+
+        def on_response(response):
+            if response.request.resource_type == "script":
+                name = response.url.split("?")[0].rsplit("/", 1)[-1]
+                scripts[name] = (response.status, response.headers.get("content-type", ""))
+
+        page.on("response", on_response)
+        page.goto(bridge.bridge.url)
+        try:
+            _wait_hook(page, "true", 20)  # the entry module ran (it publishes the hook at start)
+        except PlaywrightTimeout:
+            pytest.fail(f"the page's modules did not run: scripts {scripts}, errors {errors}, failed {failed}")
+        _wait_hook(page, "window.octguideViewer.framesReceived === 16 && window.octguideViewer.drawn.hasImage", 60)
+        page.locator("#slider").fill("5")
+        page.locator("#slider").dispatch_event("input")
+        _wait_hook(page, "window.octguideViewer.drawn.frame === 5 && window.octguideViewer.drawn.hasImage", 30)
+        assert set(scripts) == set(PAGE_MODULES), scripts
+        assert all(status == 200 and kind.startswith("text/javascript") for status, kind in scripts.values()), scripts
+        assert not errors and not failed, (errors, failed)
+        # the page's own state module (the same instance: one module map per page)
+        assert page.evaluate("async () => (await import('/state.js')).S.frames.size") == 16
+        outcome = page.evaluate("""async () => { const { S } = await import('/state.js');
+            try { S.view = 0; return 'written'; } catch (e) { return `${e.name}: ${e.message}`; } }""")
+        assert outcome.startswith("TypeError") and "state.js" in outcome, outcome
+        assert _hook(page)["drawn"]["frame"] == 5
+    finally:
+        bridge.stop()
