@@ -19,45 +19,59 @@ Who may read it: the WebSocket (``/ws``) is refused (HTTP 403, one line, counted
 every browser's does - is the viewer's own or one of ``allowed_origins``, and its query carries
 the per-session ``token`` that :attr:`ViewerBridge.url` (what ``octguide view`` prints) contains.
 A page served from any other origin therefore cannot read the live pullback.
+
+The parts, each in its module: :mod:`engine.viewer.serving` (the page's files and who may
+open the WebSocket), :mod:`engine.viewer.pages` (each page's session and outbox),
+:mod:`engine.viewer.engine_link` (the sockets to the engine), :mod:`engine.viewer.results`
+(results mode). This module holds the pullback as the viewer knows it and the state machine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import ipaddress
 import json
 import logging
-import secrets
-import struct
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import zmq
 import zmq.asyncio
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from engine import __version__
-from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, ScanConverter
-from engine.config import Config
-from engine.display.overlay import (
-    build_overlay,
-    display_grey,
-    lmode_cuts,
-    overlay_metrics,
-    uncertainty_ring,
+from engine.viewer.engine_link import EngineLink
+from engine.viewer.errors import ViewerError
+from engine.viewer.pages import (
+    MAX_OUTBOX,
+    MAX_REQUEST_FRAME,
+    SNAPSHOT_CHUNK,
+    FrameEntry,
+    Page,
+    PageSessions,
+    encode_frame,
 )
-from engine.sources import open_pullback
-from streams.errors import OctguideError
-from streams.pullback import Pullback
+from engine.viewer.results import (
+    ResultsSource,
+    load_replay_pullback,
+    read_results,
+    record_overlay,
+    results_source,
+    uncertainty_overlay,
+)
+from engine.viewer.serving import (
+    ASSET_TYPES,
+    ASSETS,
+    CONTENT_SECURITY_POLICY,
+    PAGE_MODULES,
+    PageGate,
+    asset_response,
+    check_assets,
+)
 from streams.wire.protocol import (
     LMODE_ANGLES_DEG,
     TOPIC_BACKFILL,
@@ -67,79 +81,21 @@ from streams.wire.protocol import (
     TOPIC_HEARTBEAT,
     TOPIC_OVERLAY,
     Limits,
-    dumps,
 )
 from streams.wire.zmq_io import CurveClientKeys, Subscriber
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).with_name("assets")
-#: The page's ES modules (``viewer.js`` imports the others; no bundler): each is served as
-#: ``text/javascript``, which a browser requires of a module script.
-PAGE_MODULES = ("viewer.js", "common.js", "state.js", "socket.js", "messages.js", "navigation.js",
-                "xsection.js", "lmode.js", "strips.js", "panels.js")
-#: The page's files: name -> content type. Nothing else is served.
-ASSET_TYPES = {"index.html": "text/html; charset=utf-8", "viewer.css": "text/css; charset=utf-8",
-               **{name: "text/javascript; charset=utf-8" for name in PAGE_MODULES}}
-#: The page loads nothing from anywhere but this server (the cath lab has no internet).
-CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' blob: data:; "
-                           "connect-src 'self' ws: wss:; script-src 'self'; style-src 'self'")
 PENDING_IMAGE_S = 0.1  #: how long a live overlay waits for its image before going out without
-CONTROL_TIMEOUT_S = 1.0
 RESULTS_TIMEOUT_S = 30.0  #: a long pullback's results are a few MB
 TICK_S = 0.25  #: state re-evaluation period
 MIN_LOST_AFTER_S = 3.0  #: an engine is lost after 3 heartbeat periods without one, at least this
-MAX_OUTBOX = 4096  #: messages queued for one page at most (a page this far behind is dropped)
-SNAPSHOT_CHUNK = 256  #: frame records per outbox item of a new page's snapshot
 MAX_AXIS_FRAMES = Limits().max_n_frames  #: an n_frames above this (or not a positive int) is unknown
-MAX_REQUEST_FRAME = 2**31 - 1  #: get_image frame indices are ints in 0..this
-
-
-class ViewerError(OctguideError):
-    """The viewer could not start (port in use, results folder unreadable)."""
 
 
 # ---------------------------------------------------------------------------------------------
-# Messages to the page
+# The pullback as the viewer knows it
 # ---------------------------------------------------------------------------------------------
-
-
-def encode_frame(header: dict, lmode: bytes | None = None, image: bytes | None = None,
-                 image_shape: tuple[int, int] | None = None) -> bytes:
-    """One binary frame message (docs/viewer.md): ``u32`` header length, JSON header, payload
-    (L-mode cuts then image), with the header's ``lmode`` and ``image`` offsets filled in.
-
-    >>> data = encode_frame({"type": "frame", "frame": 3, "lmode": {"n_angles": 1, "length_px": 2}},
-    ...                     b"ab", b"wxyz", (2, 2))
-    >>> n = int.from_bytes(data[:4], "little"); header = json.loads(data[4:4 + n])
-    >>> header["lmode"]["offset"], header["image"], data[4 + n:]
-    (0, {'offset': 2, 'shape': [2, 2]}, b'abwxyz')
-    """
-    header = dict(header)
-    payload = []
-    offset = 0
-    if lmode is not None and header.get("lmode") is not None:
-        header["lmode"] = {**header["lmode"], "offset": offset}
-        payload.append(lmode)
-        offset += len(lmode)
-    else:
-        header["lmode"] = None
-    if image is not None and image_shape is not None:
-        header["image"] = {"offset": offset, "shape": [int(image_shape[0]), int(image_shape[1])]}
-        payload.append(image)
-    else:
-        header["image"] = None
-    text = dumps(header)
-    return struct.pack("<I", len(text)) + text + b"".join(payload)
-
-
-@dataclass
-class FrameEntry:
-    """What the viewer keeps of one frame: the header of its frame message (overlay included)
-    and its L-mode cuts."""
-
-    header: dict
-    lmode: bytes | None = None
 
 
 @dataclass
@@ -196,181 +152,6 @@ class ImageCache:
         return len(self._images)
 
 
-class Page:
-    """One connected page: its WebSocket and its outbox.
-
-    Text messages and frame records are sent in order. A live image waiting in the outbox is
-    stripped to its record when a newer live image arrives, so a slow page shows the newest
-    frame and still receives every record.
-    """
-
-    def __init__(self, ws: ServerConnection):
-        self.ws = ws
-        self._outbox: deque[list] = deque()
-        self._ready = asyncio.Event()
-        self.images_stripped = 0
-        self.unsendable = 0  #: text messages that could not be encoded (dropped, logged)
-
-    def put_text(self, message: dict) -> None:
-        self._put(["text", message])
-
-    def put_frames(self, entries: list[FrameEntry], **header: Any) -> None:
-        """Many frame records (no images), in order, in outbox items of SNAPSHOT_CHUNK records:
-        a page opened after a long pullback gets all of it without filling its outbox."""
-        for i in range(0, len(entries), SNAPSHOT_CHUNK):
-            self._put(["frames", entries[i:i + SNAPSHOT_CHUNK], None, header])
-
-    def put_frame(self, entry: FrameEntry, image: tuple[bytes, tuple[int, int]] | None = None,
-                  **header: Any) -> None:
-        if image is not None and header.get("draw"):
-            for item in self._outbox:
-                if item[0] == "frame" and item[2] is not None and item[3].get("draw"):
-                    item[2] = None  # a newer live image supersedes this one
-                    self.images_stripped += 1
-        self._put(["frame", entry, image, header])
-
-    def _put(self, item: list) -> None:
-        if len(self._outbox) >= MAX_OUTBOX:
-            raise OverflowError("page outbox full")
-        self._outbox.append(item)
-        self._ready.set()
-
-    async def pump(self) -> None:
-        """Send the outbox until the connection closes."""
-        while True:
-            await self._ready.wait()
-            while self._outbox:
-                kind, *rest = self._outbox.popleft()
-                if kind == "text":
-                    try:
-                        text = json.dumps(rest[0], allow_nan=False)
-                    except (TypeError, ValueError) as exc:  # never kill the loop over one message
-                        log.warning("page message not sendable (%s): dropped", exc)
-                        self.unsendable += 1
-                        continue
-                    await self.ws.send(text)
-                    continue
-                entries, image, extra = rest
-                for entry in entries if kind == "frames" else (entries,):
-                    header = {**entry.header, **extra, "bridge_unix_ns": time.time_ns()}
-                    await self.ws.send(encode_frame(header, entry.lmode, *(image if image else (None, None))))
-            self._ready.clear()
-
-
-# ---------------------------------------------------------------------------------------------
-# Results mode: a finished replay
-# ---------------------------------------------------------------------------------------------
-
-
-def read_results(results_dir: Path) -> tuple[dict, list[dict]]:
-    """``pullback.json`` and the records of ``frames.jsonl`` of a replay's results folder."""
-    try:
-        guidance = json.loads((results_dir / "pullback.json").read_text())
-        records = [json.loads(line) for line in
-                   (results_dir / "frames.jsonl").read_text().splitlines() if line.strip()]
-    except FileNotFoundError as exc:
-        raise ViewerError(f"{results_dir}: not a results folder ({exc.filename} missing)") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ViewerError(f"{results_dir}: unreadable results: {exc}") from exc
-    if not isinstance(guidance, dict) or not all(isinstance(r, dict) and isinstance(r.get("frame"), int)
-                                                  for r in records):
-        raise ViewerError(f"{results_dir}: pullback.json or frames.jsonl is not the results contract")
-    return guidance, records
-
-
-def record_overlay(record: dict, pullback_id: str) -> dict:
-    """The overlay of a frame whose geometry is unknown (no source pullback): status and
-    numbers, no contours."""
-    return {
-        "pullback_id": pullback_id, "frame": record["frame"], "timestamp_s": None,
-        "status": record.get("status"), "reason": record.get("reason"),
-        "confidence": record.get("confidence"), "grid": None, "lumen": None, "eel": None,
-        "plaque": None, "guidewire": None, "struts": [],
-        "metrics": overlay_metrics(record),
-        "latency_ms": record.get("latency_ms") or {},
-    }
-
-
-class ResultsSource:
-    """A finished replay: its results, and the pullback it read when that can be loaded.
-
-    Parameters
-    ----------
-    results_dir : Path
-        ``octguide replay --out`` folder (``frames.jsonl``, ``pullback.json``, ``replay.json``).
-    pullback : Pullback or None
-        The frames the replay sent; None shows numbers, profile and guidance without images.
-    grid : CartesianGrid
-        Display grid (the engine's ``server.image_size_px`` and ``image_fov_mm``).
-    """
-
-    def __init__(self, results_dir: Path, pullback: Pullback | None, grid: CartesianGrid,
-                 orientation: DisplayOrientation | None = None):
-        self.results_dir = results_dir
-        self.guidance, self.records = read_results(results_dir)
-        self.pullback = pullback
-        self.grid = grid
-        self.orientation = orientation or DisplayOrientation()
-        self.pullback_id = str(self.guidance.get("pullback_id") or results_dir.name)
-        self.converter: ScanConverter | None = None
-        if pullback is not None and len(pullback) < len(self.records):
-            raise ViewerError(f"{results_dir}: {len(self.records)} records but the pullback has only "
-                              f"{len(pullback)} frames: not the pullback this replay read")
-
-    def start(self) -> None:
-        if self.pullback is not None:
-            self.converter = ScanConverter(self.grid, self.orientation)
-            self.converter.start()
-
-    def stop(self) -> None:
-        if self.converter is not None:
-            self.converter.stop()
-            self.converter = None
-
-    def render(self, index: int) -> tuple[FrameEntry, bytes | None]:
-        """Frame ``index``'s entry and grey image (None without the source pullback)."""
-        record = self.records[index]
-        header = {"type": "frame", "pullback_id": self.pullback_id, "frame": record["frame"],
-                  "lane": record.get("lane"), "status": record.get("status"), "sent_unix_ns": None}
-        if self.converter is None or self.pullback is None:
-            return FrameEntry({**header, "overlay": record_overlay(record, self.pullback_id)}), None
-        frame = self.pullback.frame(record["frame"])
-        grey = display_grey(self.converter.process(frame))
-        overlay = build_overlay(record, frame, self.grid, self.orientation,
-                                record.get("latency_ms") or {})
-        overlay["pullback_id"] = self.pullback_id
-        overlay.setdefault("uncertainty", uncertainty_overlay(record, frame, self.grid, self.orientation))
-        lmode = {"n_angles": len(LMODE_ANGLES_DEG), "length_px": self.grid.size_px}
-        entry = FrameEntry({**header, "overlay": overlay, "lmode": lmode}, lmode_cuts(grey).tobytes())
-        return entry, grey.tobytes()
-
-
-def uncertainty_overlay(record: dict, frame: Any, grid: CartesianGrid, orientation: DisplayOrientation,
-                        max_points: int = 360) -> dict | None:
-    """The record's per-A-line ``uncertainty`` as the page draws it, for results mode (live
-    overlays carry it already): :func:`engine.display.overlay.uncertainty_ring`."""
-    return uncertainty_ring(record, frame, grid, orientation, max_points)
-
-
-def load_replay_pullback(results_dir: Path, pullback_file: Path | None) -> Pullback | None:
-    """The pullback a replay read: ``pullback_file``, else the one ``replay.json`` names
-    (a file, or a phantom scenario rendered again from its seed); None when neither exists."""
-    if pullback_file is not None:
-        return open_pullback(str(pullback_file), None, 500, 1000)
-    try:
-        spec = json.loads((results_dir / "replay.json").read_text())
-    except FileNotFoundError:
-        log.warning("%s has no replay.json and no --pullback was given: no images", results_dir)
-        return None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ViewerError(f"{results_dir / 'replay.json'}: unreadable: {exc}") from exc
-    source = str(spec.get("pullback", ""))
-    if not source.startswith("phantom:") and not Path(source).is_file():
-        log.warning("the replay's pullback %s is not here: no images", source)
-        return None
-    return open_pullback(source, spec.get("frames"), int(spec.get("alines", 500)), int(spec.get("samples", 1000)))
-
-
 # ---------------------------------------------------------------------------------------------
 # The bridge
 # ---------------------------------------------------------------------------------------------
@@ -406,8 +187,7 @@ class ViewerBridge:
                  allowed_origins: Iterable[str] = (), token: str | None = None):
         if (engine is None) == (results is None):
             raise ValueError("ViewerBridge needs exactly one of engine and results")
-        self.token = token or secrets.token_urlsafe(24)
-        self.allowed_origins = {o.rstrip("/").lower() for o in allowed_origins}
+        self.gate = PageGate(allowed_origins, token)
         self.engine = engine
         self.host = host
         self.port = port
@@ -415,7 +195,6 @@ class ViewerBridge:
         self.curve = curve
         self.lost_after_s = lost_after_s
         self.images = ImageCache(int(image_cache_mib * 2**20))
-        self.pages: set[Page] = set()
         self.view: PullbackView | None = None
         self.engine_info: dict | None = None
         self.counters: dict | None = None
@@ -423,29 +202,23 @@ class ViewerBridge:
         self.image_size_px = 512
         self.fov_mm = 10.0
         self.heartbeat_s = 1.0
-        self.endpoints: dict | None = None
         self.last_heartbeat: float | None = None
         self.state = "results" if results is not None else "connecting"
         self.detail = ""
         self.stats = {"frames": 0, "images": 0, "guidance": 0, "recovered": 0, "pages_dropped": 0,
                       "pages_refused": 0, "bad_requests": 0}
+        self.sessions = PageSessions(self.stats)
+        self.link = EngineLink(engine, curve) if engine is not None else None
         self._pending: tuple[FrameEntry, float] | None = None
-        self._ctx: zmq.asyncio.Context | None = None
-        self._subs: list[zmq.asyncio.Socket] = []
-        self._control: zmq.asyncio.Socket | None = None
-        self._request_ids = 0
         self._server = None
         self._tasks: list[asyncio.Task] = []
         self._results_index: dict[int, int] = {}
         self._rehandshake = False
         self._newest_live: FrameEntry | None = None
-        self._control_lock = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
-        missing = [name for name in ASSET_TYPES if not (ASSETS / name).is_file()]
-        if missing:
-            raise ViewerError(f"viewer assets missing from {ASSETS}: {', '.join(missing)}")
+        check_assets()
         if self.results is not None:
             await asyncio.to_thread(self._load_results)
         try:
@@ -455,10 +228,8 @@ class ViewerBridge:
         except OSError as exc:
             raise ViewerError(f"cannot serve on {self.host}:{self.port}: {exc.strerror or exc}") from exc
         self.port = self._server.sockets[0].getsockname()[1]
-        if self.results is None:
-            self._ctx = zmq.asyncio.Context()
-            self._control = self._socket(zmq.DEALER)
-            self._control.connect(self.engine)
+        if self.link is not None:
+            self.link.start()
             self._tasks.append(asyncio.create_task(self._engine_loop()))
         self._tasks.append(asyncio.create_task(self._tick_loop()))
 
@@ -472,95 +243,45 @@ class ViewerBridge:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        for sock in [*self._subs, self._control]:
-            if sock is not None:
-                sock.close(0)
-        self._subs.clear()
-        if self._ctx is not None:
-            self._ctx.term()
+        if self.link is not None:
+            self.link.stop()
         if self.results is not None:
             self.results.stop()
 
     @property
+    def token(self) -> str:
+        """The session token pages must present."""
+        return self.gate.token
+
+    @property
+    def allowed_origins(self) -> set[str]:
+        return self.gate.allowed_origins
+
+    @property
+    def pages(self) -> set[Page]:
+        """The connected pages."""
+        return self.sessions.pages
+
+    @property
     def url(self) -> str:
         """The page's address with this session's token (what ``octguide view`` prints)."""
-        return f"http://{_url_host(self.host)}:{self.port}/?token={self.token}"
+        return self.gate.url(self.host, self.port)
 
-    def _hosts(self) -> set[str]:
-        """``Host`` header values that name the bound address."""
-        names = {_url_host(self.host)}
-        if _is_loopback(self.host):
-            names |= {"localhost", "127.0.0.1", "[::1]"}
-        return {f"{n}:{self.port}".lower() for n in names}
-
-    def _refusal(self, request: Request) -> str | None:
-        """Why a WebSocket handshake is refused, or None when it may go on."""
-        hosts, origins = request.headers.get_all("Host"), request.headers.get_all("Origin")
-        host = hosts[0].strip().lower() if len(hosts) == 1 else ""
-        if host not in self._hosts():
-            return f"Host {', '.join(hosts) or '(none)'} is not this viewer's address"
-        if len(origins) > 1:
-            return "more than one Origin header"
-        if origins:
-            origin = origins[0].strip().rstrip("/").lower()
-            if origin not in {f"http://{h}" for h in self._hosts()} | self.allowed_origins:
-                return f"Origin {origin} is not allowed (octguide view --allow-origin)"
-        query = request.path.split("?", 1)[1] if "?" in request.path else ""
-        tokens = [v for k, _, v in (kv.partition("=") for kv in query.split("&")) if k == "token"]
-        if len(tokens) != 1 or not hmac.compare_digest(tokens[0].encode(), self.token.encode()):
-            return "missing or wrong session token (open the URL octguide view printed)"
-        return None
-
-    def _socket(self, kind: int) -> zmq.asyncio.Socket:
-        sock = self._ctx.socket(kind)
-        sock.linger = 0
-        if self.curve is not None:
-            self.curve.apply(sock)
-        return sock
-
-    # -- HTTP: the page's files ----------------------------------------------------------------------
+    # -- HTTP: the page's files, and who may open the WebSocket ---------------------------------------
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
-        if path == "/ws":
-            refusal = self._refusal(request)
-            if refusal is None:
-                return None  # the WebSocket handshake goes on
-            self.stats["pages_refused"] += 1
-            log.warning("page refused: %s", refusal)
-            return connection.respond(403, refusal + "\n")
-        name = "index.html" if path == "/" else path.lstrip("/")
-        if name not in ASSET_TYPES:
-            return connection.respond(404, "not found\n")
-        body = (ASSETS / name).read_bytes()
-        headers = Headers([("Content-Type", ASSET_TYPES[name]), ("Content-Length", str(len(body))),
-                           ("Cache-Control", "no-store"),
-                           ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
-                           ("X-Content-Type-Options", "nosniff")])
-        return Response(200, "OK", headers, body)
+        if path != "/ws":
+            return asset_response(connection, path)
+        refusal = self.gate.refusal(request, self.host, self.port)
+        if refusal is None:
+            return None  # the WebSocket handshake goes on
+        self.stats["pages_refused"] += 1
+        log.warning("page refused: %s", refusal)
+        return connection.respond(403, refusal + "\n")
 
     # -- pages ---------------------------------------------------------------------------------------
     async def _handle_page(self, ws: ServerConnection) -> None:
-        page = Page(ws)
-        self._snapshot(page)
-        self.pages.add(page)
-        pump = asyncio.create_task(page.pump())
-        try:
-            async for message in ws:
-                if isinstance(message, str):
-                    await self._page_request(page, message)
-                else:
-                    self._bad_request(page, "requests are JSON text messages")
-        except ConnectionClosed:
-            pass
-        except OverflowError:  # the page asks faster than it reads
-            self.stats["pages_dropped"] += 1
-            log.warning("a page fell %d messages behind its own requests: closing it", MAX_OUTBOX)
-            await ws.close(1013, "too far behind")
-        finally:
-            self.pages.discard(page)
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                await pump
+        await self.sessions.serve(ws, self._snapshot, self._answer)
 
     def _hello(self) -> dict:
         return {"type": "hello", "mode": "results" if self.results is not None else "live",
@@ -590,31 +311,9 @@ class ViewerBridge:
         if view.guidance is not None:
             page.put_text({"type": "guidance", "pullback_id": view.pullback_id, "guidance": view.guidance})
 
-    def _bad_request(self, page: Page, error: str) -> None:
-        self.stats["bad_requests"] += 1
-        page.put_text({"type": "error", "error": error})
-
-    async def _page_request(self, page: Page, text: str) -> None:
-        """Answer one page request: validated first (a JSON object ``{"type": "get_image",
-        "frame": int}`` and nothing else); anything else is one ``error`` reply, counted."""
-        try:
-            request = json.loads(text)
-        except (ValueError, RecursionError):
-            self._bad_request(page, "requests are JSON objects with a 'type'")
-            return
-        if not isinstance(request, dict) or not isinstance(request.get("type"), str):
-            self._bad_request(page, "requests are JSON objects with a 'type'")
-            return
-        if request["type"] != "get_image":
-            self._bad_request(page, f"unknown request type {request['type'][:40]!r}")
-            return
-        if set(request) - {"type", "frame"}:
-            self._bad_request(page, "get_image takes only 'frame'")
-            return
-        frame = request.get("frame")
-        if not isinstance(frame, int) or isinstance(frame, bool) or not 0 <= frame <= MAX_REQUEST_FRAME:
-            self._bad_request(page, f"get_image: 'frame' must be an integer in 0..{MAX_REQUEST_FRAME}")
-            return
+    async def _answer(self, page: Page, frame: int) -> None:
+        """Answer a page's ``get_image`` of ``frame`` (validated by :mod:`engine.viewer.pages`):
+        the frame with its image, or ``no_image`` with the reason."""
         view = self.view
         if view is None or frame not in view.frames:
             page.put_text({"type": "no_image", "frame": frame, "reason": "no such frame"})
@@ -636,22 +335,11 @@ class ViewerBridge:
         page.put_frame(view.frames[frame], cached, draw=False)
 
     def _broadcast_text(self, message: dict) -> None:
-        for page in list(self.pages):
-            self._deliver(page, page.put_text, message)
+        self.sessions.broadcast_text(message)
 
     def _broadcast_frame(self, entry: FrameEntry, image: tuple[bytes, tuple[int, int]] | None,
                          draw: bool) -> None:
-        for page in list(self.pages):
-            self._deliver(page, page.put_frame, entry, image, draw=draw)
-
-    def _deliver(self, page: Page, put: Callable, *args: Any, **kwargs: Any) -> None:
-        try:
-            put(*args, **kwargs)
-        except OverflowError:
-            log.warning("a page fell %d messages behind: closing it (it reconnects and resyncs)", MAX_OUTBOX)
-            self.stats["pages_dropped"] += 1
-            self.pages.discard(page)
-            asyncio.ensure_future(page.ws.close(1013, "too far behind"))
+        self.sessions.broadcast_frame(entry, image, draw)
 
     # -- state ---------------------------------------------------------------------------------------
     def _evaluate_state(self) -> str:
@@ -702,35 +390,10 @@ class ViewerBridge:
                 last_full = now
 
     # -- the engine ----------------------------------------------------------------------------------
-    async def _request(self, cmd: str, timeout_s: float = CONTROL_TIMEOUT_S, **args: Any) -> dict | None:
-        """One control request (its extra parts as ``_parts``); None when the engine does not
-        answer in time."""
-        async with self._control_lock:
-            return await self._request_unlocked(cmd, timeout_s, **args)
-
-    async def _request_unlocked(self, cmd: str, timeout_s: float, **args: Any) -> dict | None:
-        self._request_ids += 1
-        request_id = self._request_ids
-        await self._control.send_multipart([b"", dumps({"cmd": cmd, "id": request_id, **args})])
-        deadline = time.monotonic() + timeout_s
-        while (remaining := deadline - time.monotonic()) > 0:
-            if not await self._control.poll(int(remaining * 1000) + 1):
-                break
-            parts = await self._control.recv_multipart()
-            if len(parts) >= 2 and parts[0] == b"":
-                reply = json.loads(parts[1])
-                if reply.get("id") == request_id:
-                    return {**reply, "_parts": parts[2:]} if reply.get("ok") else None
-        # No answer: a fresh socket, so requests queued for a dead engine are not replayed to it.
-        self._control.close(0)
-        self._control = self._socket(zmq.DEALER)
-        self._control.connect(self.engine)
-        return None
-
     async def _handshake(self) -> bool:
         """Ask the engine for its endpoints and configuration; (re)subscribe when they changed."""
-        status = await self._request("status")
-        config = await self._request("config") if status else None
+        status = await self.link.request("status")
+        config = await self.link.request("config") if status else None
         if not status or not config:
             return False
         server = config["config"]["server"]
@@ -739,23 +402,7 @@ class ViewerBridge:
         self.fov_mm = float(server.get("image_fov_mm", 10.0))
         self.heartbeat_s = float(server.get("heartbeat_s", 1.0))
         self._engine_status(status)
-        endpoints = status["endpoints"]
-        if endpoints != self.endpoints:
-            for sock in self._subs:
-                sock.close(0)
-            overlay = self._socket(zmq.SUB)
-            # libzmq's I/O thread moves messages off the engine's small per-display queue into
-            # this one without waiting for Python, so only a bridge this far behind loses any.
-            overlay.rcvhwm = 2000
-            for topic in (TOPIC_OVERLAY, TOPIC_BACKFILL, TOPIC_DISPLAY, TOPIC_GUIDANCE):
-                overlay.subscribe(topic)
-            overlay.connect(endpoints["overlay"])
-            status_sock = self._socket(zmq.SUB)
-            for topic in (TOPIC_HEARTBEAT, TOPIC_EVENT):
-                status_sock.subscribe(topic)
-            status_sock.connect(endpoints["status"])
-            self._subs = [overlay, status_sock]
-            self.endpoints = endpoints
+        self.link.subscribe(status["endpoints"])
         self._broadcast_text(self._hello())
         return True
 
@@ -786,21 +433,21 @@ class ViewerBridge:
         poller = zmq.asyncio.Poller()
         registered: list = []
         while True:
-            if self.endpoints is None or self.state == "engine_lost" or self._rehandshake:
+            if self.link.endpoints is None or self.state == "engine_lost" or self._rehandshake:
                 self._rehandshake = False
                 if not await self._handshake():
                     await asyncio.sleep(0.5)
                     continue
                 self._update_state()
-            if registered != self._subs:
+            if registered != self.link.subs:
                 for sock in registered:
                     with contextlib.suppress(KeyError):
                         poller.unregister(sock)
-                for sock in self._subs:
+                for sock in self.link.subs:
                     poller.register(sock, zmq.POLLIN)
-                registered = list(self._subs)
+                registered = list(self.link.subs)
             events = dict(await poller.poll(timeout=int(TICK_S * 1000)))
-            for sock in self._subs:
+            for sock in self.link.subs:
                 while sock in events:
                     try:
                         parts = await sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
@@ -836,7 +483,7 @@ class ViewerBridge:
         n_frames = axis_frames(guidance.get("n_frames")) or 0
         missing = sorted(set(range(n_frames)) - set(view.frames))
         if missing:
-            reply = await self._request("results", timeout_s=RESULTS_TIMEOUT_S, pullback_id=view.pullback_id)
+            reply = await self.link.request("results", timeout_s=RESULTS_TIMEOUT_S, pullback_id=view.pullback_id)
             records = {}
             if reply is not None and len(reply["_parts"]) >= 2:
                 for line in reply["_parts"][1].splitlines():
@@ -951,27 +598,7 @@ class ViewerBridge:
                                                   else " (the replay's pullback is not here: no images)")
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _url_host(host: str) -> str:
-    """``host`` as it appears in a URL (IPv6 literals bracketed)."""
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
-def results_source(results_dir: Path, pullback_file: Path | None, config: Config) -> ResultsSource:
-    """A :class:`ResultsSource` for ``octguide view --results``, on the engine's display grid."""
-    grid = CartesianGrid(config.server.image_size_px, config.server.image_fov_mm)
-    pullback = load_replay_pullback(results_dir, pullback_file)
-    return ResultsSource(results_dir, pullback, grid)
-
-
-__all__ = ["ASSETS", "FrameEntry", "ImageCache", "Page", "PullbackView", "ResultsSource", "ViewerBridge",
+__all__ = ["ASSETS", "ASSET_TYPES", "CONTENT_SECURITY_POLICY", "MAX_OUTBOX", "MAX_REQUEST_FRAME", "PAGE_MODULES",
+           "SNAPSHOT_CHUNK", "FrameEntry", "ImageCache", "Page", "PullbackView", "ResultsSource", "ViewerBridge",
            "ViewerError", "encode_frame", "load_replay_pullback", "read_results", "record_overlay",
-           "results_source"]
+           "results_source", "uncertainty_overlay"]

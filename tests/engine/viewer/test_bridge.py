@@ -46,7 +46,8 @@ SIZE = 64  # the test engine's display grid (engine_config)
 
 
 def test_doctests_pass():
-    for module in (viewer_module, server_module, overlay_module):
+    from engine.viewer import engine_link, pages, results, serving
+    for module in (viewer_module, pages, serving, results, engine_link, server_module, overlay_module):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.failed == 0
 
