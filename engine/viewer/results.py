@@ -7,6 +7,7 @@ numbers, profile and guidance, no images.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -23,6 +24,7 @@ from engine.display.overlay import (
 )
 from engine.sources import open_pullback
 from engine.viewer.errors import ViewerError
+from engine.viewer.feed import Feed, PullbackView
 from engine.viewer.pages import FrameEntry
 from streams.pullback import Pullback
 from streams.wire.protocol import LMODE_ANGLES_DEG
@@ -139,6 +141,49 @@ def load_replay_pullback(results_dir: Path, pullback_file: Path | None) -> Pullb
     return open_pullback(source, spec.get("frames"), int(spec.get("alines", 500)), int(spec.get("samples", 1000)))
 
 
+
+class ResultsFeed(Feed):
+    """A finished replay as the viewer's feed: every frame's record at :meth:`start`, each
+    image rendered again when a page asks for it."""
+
+    mode = "results"
+
+    def __init__(self, source: ResultsSource):
+        super().__init__()
+        self.source = source
+        self.detail = ""  #: the results folder, and why there are no images when there are none
+        self._index: dict[int, int] = {}  #: frame index -> position in the results' records
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._load)
+
+    async def stop(self) -> None:
+        self.source.stop()
+
+    def _load(self) -> None:
+        results = self.source
+        results.start()
+        self.image_size_px, self.fov_mm = results.grid.size_px, results.grid.fov_mm
+        self.render_image = results.pullback is not None
+        view = PullbackView(results.pullback_id, n_frames=len(results.records),
+                            frame_spacing_mm=results.guidance.get("frame_spacing_mm"))
+        self._index = {}
+        for i, record in enumerate(results.records):
+            entry, _ = results.render(i)
+            view.frames[record["frame"]] = entry
+            self._index[record["frame"]] = i
+        view.guidance = results.guidance
+        self.view = view
+        self.detail = f"{results.results_dir}" + ("" if results.pullback is not None
+                                                  else " (the replay's pullback is not here: no images)")
+
+    async def image(self, frame: int) -> tuple[FrameEntry, tuple[bytes, tuple[int, int]]] | str:
+        entry, image = await asyncio.to_thread(self.source.render, self._index[frame])
+        if image is None:
+            return "the replay's pullback is not available"
+        return entry, (image, (self.image_size_px,) * 2)
+
+
 def results_source(results_dir: Path, pullback_file: Path | None, config: Config) -> ResultsSource:
     """A :class:`ResultsSource` for ``octguide view --results``, on the engine's display grid."""
     grid = CartesianGrid(config.server.image_size_px, config.server.image_fov_mm)
@@ -146,5 +191,5 @@ def results_source(results_dir: Path, pullback_file: Path | None, config: Config
     return ResultsSource(results_dir, pullback, grid)
 
 
-__all__ = ["ResultsSource", "load_replay_pullback", "read_results", "record_overlay", "results_source",
+__all__ = ["ResultsFeed", "ResultsSource", "load_replay_pullback", "read_results", "record_overlay", "results_source",
            "uncertainty_overlay"]

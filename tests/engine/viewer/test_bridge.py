@@ -46,8 +46,8 @@ SIZE = 64  # the test engine's display grid (engine_config)
 
 
 def test_doctests_pass():
-    from engine.viewer import engine_link, pages, results, serving
-    for module in (viewer_module, pages, serving, results, engine_link, server_module, overlay_module):
+    from engine.viewer import engine_link, feed, live, pages, results, serving
+    for module in (viewer_module, pages, serving, feed, live, results, engine_link, server_module, overlay_module):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.failed == 0
 
@@ -340,13 +340,13 @@ def test_live_pullback_reaches_the_page_frame_by_frame_with_images_and_guidance(
 
 def test_overlays_lost_in_transport_are_recovered_from_the_engine_results(live):
     _, endpoints, bridge = live()
-    deliver = bridge.bridge._on_overlay
+    deliver = bridge.bridge.feed._on_overlay
 
     def lossy(topic, envelope, overlay, raw):  # the publisher queue overflowed for frame 3
         if envelope["frame"] != 3:
             deliver(topic, envelope, overlay, raw)
 
-    bridge.bridge._on_overlay = lossy
+    bridge.bridge.feed._on_overlay = lossy
     page = PageClient(bridge.ws_url)
     wait_state(page, "waiting")
     send(endpoints, small_pullback(n_frames=6, seed=8), "pb-lossy")
