@@ -123,3 +123,55 @@ def test_the_state_write_pattern_catches_writes():
         assert STATE_WRITE.search(code), code
     for code in ("S.view === 3", "x = S.view", "S.frames.get(1)", "S.images.has(k)", "S.view !== null"):
         assert not STATE_WRITE.search(code), code
+
+
+NODE_CHECK = """
+const m = await import(process.argv[1]);
+const out = {};
+try { m.S.view = 3; out.write = "written"; } catch (e) { out.write = e.name; }
+try { delete m.S.frames; out.remove = "removed"; } catch (e) { out.remove = e.name; }
+m.startPullback("pb.1");
+for (let k = 0; k < m.IMAGE_CACHE_MAX + 2; k++) m.putImage(k, { w: 1, h: 1, grey: new Uint8Array(1) });
+out.cached = m.S.images.size;
+out.oldestGone = !m.S.images.has(0) && !m.S.images.has(1);
+m.useImage(2);  // most recently used now: survives the next insertion
+m.putImage(999, { w: 1, h: 1, grey: new Uint8Array(1) });
+out.usedKept = m.S.images.has(2) && !m.S.images.has(3);
+m.markRequested(7); m.setNoImage(7, "why");
+out.noImage = [m.S.pending.has(7), m.S.noImage.get(7)];
+m.putFrame(5, { status: "ok" }); m.putFrame(2, { status: "ok" });
+out.maxFrame = m.S.maxFrame;
+m.setView(5);
+m.startPullback("pb.2");
+out.reset = [m.S.pullbackId, m.S.frames.size, m.S.images.size, m.S.maxFrame, m.S.view];
+out.hello = [m.applyHello({ mode: "results", image_size_px: 99999, lmode_angles_deg: [0, 45] }),
+             m.S.mode, m.S.imageSize, m.applyHello({ lmode_angles_deg: [0, 45] })];
+for (let i = 0; i < m.LATENCY_KEEP + 10; i++) m.addLatency(i);
+const L = m.latencyStats();
+out.latency = [L.n, L.last, L.p50];
+console.log(JSON.stringify(out));
+"""
+
+
+def test_the_state_module_refuses_outside_writes_and_keeps_its_bounds_in_node():
+    """state.js on its own (it touches no DOM until its hook is published): assignment through
+    ``S`` throws; the image LRU, the latency window and a new pullback's reset do what the page
+    relies on."""
+    import json
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("no node on PATH (the browser tests run state.js in Chromium)")
+    result = subprocess.run([node, "--input-type=module", "-e", NODE_CHECK, "--", (ASSETS / "state.js").as_uri()],
+                            check=False, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["write"] == "TypeError" and out["remove"] == "TypeError"
+    assert out["cached"] == 64 and out["oldestGone"] and out["usedKept"]
+    assert out["noImage"] == [False, "why"]
+    assert out["maxFrame"] == 5
+    assert out["reset"] == ["pb.2", 0, 0, -1, None]
+    assert out["hello"] == [True, "results", 512, False]  # an absurd image size is not taken
+    assert out["latency"] == [500, 509, 259]
