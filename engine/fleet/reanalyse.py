@@ -37,14 +37,13 @@ from engine.fleet.cluster import READ_CPUS, ray_session, worker_cpus
 from engine.fleet.features import frame_row, pixel_features
 from engine.fleet.tables import join_frame_parts, write_failures, write_frame_part
 from engine.progress import Progress
-from engine.realtime.results import _guidance, write_results
+from engine.realtime.results import pullback_document, write_results
 from models.manifest import load_manifest
 from streams.files.io import read_pullback
 
 BATCH_FRAMES = 4  #: frames per actor call (small: a frame is ~0.1-1 MB and the object store is small)
 BLOCK_BYTES = 8 << 20  #: Ray Data's target block size here, bytes (frames stream in small blocks)
 ACTOR_START_TIMEOUT_S = 600  #: how long the analysis actors may take to start (load and warm the model), s
-UNMEASURED = ("rejected", "failed", "skipped", "never_received")
 
 
 def _node() -> str:
@@ -139,27 +138,20 @@ class _Pending:
     last_unix: float = 0.0
 
 
-def pullback_document(pending: _Pending, records: list[dict], config: Config, audit: dict) -> dict:
-    """The ``pullback.json`` of a finished pullback, as the engine's writer thread builds it
-    (``engine.realtime.server.Engine._export``), plus ``reanalysis`` (the source file's
-    fingerprint, by which a re-run recognises it)."""
+def reanalysis_document(pending: _Pending, records: list[dict], config: Config, audit: dict) -> dict:
+    """The ``pullback.json`` of a re-analysed pullback: the engine's own document
+    (:func:`engine.realtime.results.pullback_document`; every frame backfilled, or failed) plus
+    ``reanalysis`` (the source file's fingerprint, by which a re-run recognises it)."""
     n = pending.n_frames
     counts = {"received": n, "rejected": 0, "shown": 0, "backfilled": n - pending.failed, "late": 0,
               "failed": pending.failed, "skipped": 0, "never_received": 0, "out_of_order": 0}
     spacing = [pending.spacing.get(i, pending.spacing.get(0, 0.0)) for i in range(n)]
-    guidance = _guidance(records, spacing, config.guidance)
-    unmeasured = {k: counts[k] for k in UNMEASURED if counts.get(k)}
-    if unmeasured:
-        guidance["warnings"].append(
-            f"{sum(unmeasured.values())} of {len(records)} frames have no measurement ("
-            + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in unmeasured.items()) + ")")
-    ready = time.time()
-    return {"pullback_id": pending.entry.pullback_id, "status": "complete", "reason": None,
-            **audit, "counts": counts,
-            "timing": {"opened_unix": pending.opened_unix, "last_frame_received_unix": pending.last_unix,
-                       "guidance_ready_unix": ready,
-                       "guidance_delay_s": round(ready - pending.last_unix, 3)},
-            **guidance, "reanalysis": {"source": pending.entry.fingerprint()}}
+    return pullback_document(
+        records, pullback_id=pending.entry.pullback_id, state="complete", spacing=spacing, reason=None,
+        counts=counts, guidance_config=config.guidance, model=audit["model"],
+        engine_version=audit["engine_version"], config_hash=audit["config_hash"],
+        opened_unix=pending.opened_unix, last_frame_unix=pending.last_unix,
+        extra={"reanalysis": {"source": pending.entry.fingerprint()}})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,7 +288,7 @@ def _run(todo, out, options, resources, summary, failures, on_pullback, total) -
 
 def _finish(p: _Pending, out: Path, config: Config, audit: dict) -> None:
     records = [p.records[i] for i in range(p.n_frames)]
-    document = pullback_document(p, records, config, audit)
+    document = reanalysis_document(p, records, config, audit)
     write_results(out / "pullbacks", p.entry.pullback_id, records, document)
     write_frame_part(out, p.entry.pullback_id,
                      [frame_row(r, p.features[r["frame"]], p.entry.path) for r in records])
