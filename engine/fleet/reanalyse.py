@@ -35,11 +35,13 @@ from engine.config import Config
 from engine.fleet.archive import ArchiveFile, already_analysed, list_archive
 from engine.fleet.cluster import READ_CPUS, ray_session, worker_cpus
 from engine.fleet.features import frame_row, pixel_features
+from engine.fleet.frames import DEFAULT_BATCH_FRAMES, FrameBatches
 from engine.fleet.tables import join_frame_parts, write_failures, write_frame_part
 from engine.progress import Progress
 from engine.realtime.results import pullback_document, write_results
 from models.manifest import load_manifest
-from streams.files.io import read_pullback
+from streams.errors import OctguideError
+from streams.files.io import sniff_format
 
 BATCH_FRAMES = 4  #: frames per actor call (small: a frame is ~0.1-1 MB and the object store is small)
 BLOCK_BYTES = 8 << 20  #: Ray Data's target block size here, bytes (frames stream in small blocks)
@@ -50,25 +52,38 @@ def _node() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def read_frames(row: dict):
+def _read_error(path: str, pullback_id: str, exc: BaseException, n_frames: int = 0) -> dict:
+    return {"path": path, "pullback_id": pullback_id, "index": -1, "n_frames": n_frames, "spacing_mm": 0.0,
+            "frame": b"", "error": f"{type(exc).__name__}: {exc}"[:500].replace("\n", " "),
+            "read_node": _node(), "read_batch": -1}
+
+
+def read_frames(row: dict, batch_frames: int = DEFAULT_BATCH_FRAMES):
     """Ray flat_map: one archive file -> its frames, one row each (pickled
-    :class:`~streams.pullback.Frame` with the results id as its pullback id), or one row with
-    the reason the file could not be read."""
+    :class:`~streams.pullback.Frame` with the results id as its pullback id), decoded
+    ``batch_frames`` at a time (:class:`~engine.fleet.frames.FrameBatches`: the task never holds
+    the whole pullback); or one row with the reason the file could not be read (also after some
+    of its frames, when a later batch is damaged: the driver then drops the pullback)."""
     path, pullback_id = str(row["path"]), str(row["pullback_id"])
     try:
-        pullback = read_pullback(path)
-        if len(pullback) == 0:
+        reader = FrameBatches(path, batch_frames, pullback_id)
+        if len(reader) == 0:
+            reader.close()
             raise ValueError("the file holds no frames")
     except Exception as exc:  # noqa: BLE001 (a bad file is a counted failure with its reason)
-        yield {"path": path, "pullback_id": pullback_id, "index": -1, "n_frames": 0, "spacing_mm": 0.0,
-               "frame": b"", "error": f"{type(exc).__name__}: {exc}"[:500], "read_node": _node()}
+        yield _read_error(path, pullback_id, exc)
         return
-    n = len(pullback)
-    for i in range(n):
-        frame = dataclasses.replace(pullback.frame(i), pullback_id=pullback_id)
-        yield {"path": path, "pullback_id": pullback_id, "index": i, "n_frames": n,
-               "spacing_mm": float(pullback.frame_spacing_mm[i]), "frame": pickle.dumps(frame),
-               "error": "", "read_node": _node()}
+    n, node = len(reader), _node()
+    with reader:
+        try:
+            for number, batch in enumerate(reader.batches()):
+                for frame in batch:
+                    yield {"path": path, "pullback_id": pullback_id, "index": frame.index, "n_frames": n,
+                           "spacing_mm": float(reader.meta.frame_spacing_mm[frame.index]),
+                           "frame": pickle.dumps(frame), "error": "", "read_node": node,
+                           "read_batch": number}
+        except Exception as exc:  # noqa: BLE001 (damaged samples part-way: the file's failure)
+            yield _read_error(path, pullback_id, exc, n)
 
 
 def analysis_stage(config: Config, model_path: str, threads: int) -> FullAnalysis:
@@ -120,10 +135,14 @@ class FrameAnalysisActor:
         n = len(records)
         return {"path": batch["path"], "pullback_id": batch["pullback_id"], "index": batch["index"],
                 "n_frames": batch["n_frames"], "spacing_mm": batch["spacing_mm"], "error": batch["error"],
-                "read_node": batch["read_node"], "record": np.asarray(records, dtype=object),
+                "read_node": batch["read_node"], "read_batch": batch["read_batch"], "record": np.asarray(records, dtype=object),
                 "features": np.asarray(features, dtype=object), "failed": np.asarray(failed),
                 "node": np.asarray([self.node] * n, dtype=object),
                 "peak_rss_mib": np.full(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)}
+
+
+class ReanalysisError(OctguideError):
+    """A re-analysis that cannot run as asked (an output it was told to write is not available)."""
 
 
 @dataclasses.dataclass
@@ -133,6 +152,7 @@ class _Pending:
     records: dict = dataclasses.field(default_factory=dict)
     features: dict = dataclasses.field(default_factory=dict)
     spacing: dict = dataclasses.field(default_factory=dict)
+    read_batches: set = dataclasses.field(default_factory=set)
     failed: int = 0
     opened_unix: float = dataclasses.field(default_factory=time.time)
     last_unix: float = 0.0
@@ -172,6 +192,11 @@ class ReanalysisOptions:
         CPUs of a locally started Ray (default: the machine's cores).
     show_progress : bool
         Progress bar on stderr.
+    read_batch_frames : int
+        Frames a read task decodes at a time (it never holds more of a pullback's samples).
+    sr : bool or None
+        Write each pullback's DICOM SR (``pullbacks/<id>/dicom/sr.dcm``, engine.hospital's
+        writer); None: when the ``[hospital]`` extra is installed.
     """
 
     model_path: str = str(DEFAULT_MODEL)
@@ -180,6 +205,8 @@ class ReanalysisOptions:
     address: str | None = None
     num_cpus: int | None = None
     show_progress: bool = True
+    read_batch_frames: int = DEFAULT_BATCH_FRAMES
+    sr: bool | None = None
 
 
 def reanalyse(source: str | Path, out: Path, options: ReanalysisOptions = ReanalysisOptions(),
@@ -199,11 +226,19 @@ def reanalyse(source: str | Path, out: Path, options: ReanalysisOptions = Reanal
     summary = {"pullbacks": len(entries), "skipped": len(entries) - len(todo), "analysed": 0,
                "failed": 0, "frames": 0, "failed_frames": 0, "nodes": [], "read_nodes": [],
                "model": {"name": manifest.name, "version": manifest.version, "sha256": manifest.sha256},
-               "config_hash": config_hash, "workers": options.workers}
+               "config_hash": config_hash, "workers": options.workers, "read_batches": 0,
+               "sr_written": 0, "sr_failed": 0}
     failures: list[dict] = []
+    writer, summary["sr"] = sr_writer(options.sr)
+    if writer is not None:  # a pullback analysed before, by a run that wrote no SR, gets it now
+        analysing = {e.pullback_id for e in todo}
+        for entry in entries:
+            folder = out / "pullbacks" / entry.pullback_id
+            if entry.pullback_id not in analysing and not (folder / "dicom" / "sr.dcm").exists():
+                write_sr(writer, folder, entry, summary, failures)
     if todo:
         with ray_session(options.address, options.num_cpus) as resources:
-            _run(todo, out, options, resources, summary, failures, on_pullback, len(entries))
+            _run(todo, out, options, resources, summary, failures, on_pullback, len(entries), writer)
     duration = time.perf_counter() - started
     summary["duration_s"] = round(duration, 3)
     summary["frames_per_s"] = round(summary["frames"] / duration, 3) if duration > 0 else None
@@ -224,7 +259,7 @@ def _dataset(todo: list[ArchiveFile], options: ReanalysisOptions, resources: dic
     cpus = worker_cpus(float(resources.get("CPU", 1.0)), options.workers)
     items = [{"path": e.path, "pullback_id": e.pullback_id} for e in todo]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    ds = ds.flat_map(read_frames, num_cpus=READ_CPUS)
+    ds = ds.flat_map(read_frames, num_cpus=READ_CPUS, fn_kwargs={"batch_frames": options.read_batch_frames})
     return ds.map_batches(
         FrameAnalysisActor, batch_size=BATCH_FRAMES, batch_format="numpy", num_cpus=cpus,
         compute=ray.data.ActorPoolStrategy(size=options.workers),
@@ -232,63 +267,125 @@ def _dataset(todo: list[ArchiveFile], options: ReanalysisOptions, resources: dic
                                "threads": max(1, int(cpus))})
 
 
-def _run(todo, out, options, resources, summary, failures, on_pullback, total) -> None:
-    by_id = {e.pullback_id: e for e in todo}
-    pending: dict[str, _Pending] = {}
-    nodes, read_nodes = set(), set()
+def sr_writer(wanted: bool | None) -> tuple[Callable | None, str]:
+    """engine.hospital's public SR writer (``write_report``) where the ``[hospital]`` extra is
+    installed, and a one-line state for the summary.
+
+    Raises
+    ------
+    ReanalysisError
+        ``wanted`` is True and the writer cannot be imported.
+    """
+    if wanted is False:
+        return None, "off (--no-sr)"
+    try:
+        from engine.hospital.export import write_report
+    except ImportError as exc:
+        if wanted:
+            raise ReanalysisError(f"--sr needs the [hospital] extra (highdicom): {exc}") from None
+        return None, f"off: the [hospital] extra is not installed ({exc})"
+    return write_report, "on"
+
+
+def write_sr(writer: Callable, folder: Path, entry: ArchiveFile, summary: dict, failures: list[dict]) -> None:
+    """A pullback's SR beside its pullback.json (``dicom/sr.dcm``); a DICOM source gives it its
+    patient, study and referenced instance (header only), any other a synthetic stand-in. A
+    failure is counted (``sr_failed``) with its reason in the failures table."""
+    try:
+        source = entry.path if sniff_format(entry.path) == "dicom" else None
+        writer(folder, source, folder / "dicom" / "sr.dcm")
+    except (OctguideError, OSError, ValueError) as exc:
+        summary["sr_failed"] += 1
+        failures.append({"source": entry.path, "pullback_id": entry.pullback_id,
+                         "reason": f"DICOM SR not written: {type(exc).__name__}: {exc}"[:500]})
+        return
+    summary["sr_written"] += 1
+
+
+class _Collector:
+    """The driver's side: frame rows in any order -> each pullback's records in frame order ->
+    its results folder, Parquet part and SR once its last frame is back."""
+
+    def __init__(self, todo: list[ArchiveFile], out: Path, options: ReanalysisOptions, summary: dict,
+                 failures: list[dict], on_pullback: Callable[[str], None] | None, writer: Callable | None):
+        self.by_id = {e.pullback_id: e for e in todo}
+        self.out, self.options, self.summary, self.failures = out, options, summary, failures
+        self.on_pullback = on_pullback
+        self.pending: dict[str, _Pending] = {}
+        self.failed_ids: set[str] = set()
+        self.nodes: set[str] = set()
+        self.read_nodes: set[str] = set()
+        self.done = summary["skipped"]
+        self.audit: dict | None = None
+        self.write_sr = writer
+
+    def _fail(self, source: str, pullback_id: str, reason: str) -> None:
+        self.failures.append({"source": source, "pullback_id": pullback_id, "reason": reason})
+        self.summary["failed"] += 1
+        self.done += 1
+
+    def add(self, batch: dict, k: int) -> None:
+        pid = str(batch["pullback_id"][k])
+        self.read_nodes.add(str(batch["read_node"][k]))
+        if pid in self.failed_ids:
+            return  # the file failed part-way: its other frames are dropped
+        if batch["error"][k]:
+            self.failed_ids.add(pid)
+            self.pending.pop(pid, None)
+            self._fail(str(batch["path"][k]), pid, str(batch["error"][k]))
+            return
+        self.nodes.add(str(batch["node"][k]))
+        self.summary["peak_worker_rss_mib"] = max(self.summary.get("peak_worker_rss_mib", 0.0),
+                                                  round(float(batch["peak_rss_mib"][k]), 1))
+        p = self.pending.setdefault(pid, _Pending(self.by_id[pid], int(batch["n_frames"][k])))
+        i = int(batch["index"][k])
+        record = json.loads(batch["record"][k])
+        self.audit = self.audit or {key: record["audit"][key] for key in ("model", "engine_version", "config_hash")}
+        p.records[i], p.features[i] = record, json.loads(batch["features"][k])
+        p.spacing[i] = float(batch["spacing_mm"][k])
+        p.read_batches.add(int(batch["read_batch"][k]))
+        p.failed += bool(batch["failed"][k])
+        p.last_unix = time.time()
+        self.summary["frames"] += 1
+        if len(p.records) == p.n_frames:
+            self._finish(self.pending.pop(pid))
+
+    def _finish(self, p: _Pending) -> None:
+        records = [p.records[i] for i in range(p.n_frames)]  # the pullback's frame order, restored
+        document = reanalysis_document(p, records, self.options.config, self.audit)
+        folder = write_results(self.out / "pullbacks", p.entry.pullback_id, records, document)
+        write_frame_part(self.out, p.entry.pullback_id,
+                         [frame_row(r, p.features[r["frame"]], p.entry.path) for r in records])
+        s = self.summary
+        s["analysed"] += 1
+        s["failed_frames"] += p.failed
+        s["read_batches"] += len(p.read_batches)
+        if self.write_sr is not None:
+            write_sr(self.write_sr, folder, p.entry, s, self.failures)
+        self.done += 1
+        if self.on_pullback is not None:
+            self.on_pullback(p.entry.pullback_id)
+
+    def close(self) -> None:
+        for pid, p in self.pending.items():  # frames lost (an actor died mid-pullback): say so, keep going
+            self._fail(p.entry.path, pid, f"only {len(p.records)} of {p.n_frames} frames came back")
+        self.summary["nodes"], self.summary["read_nodes"] = sorted(self.nodes), sorted(self.read_nodes)
+
+
+def _run(todo, out, options, resources, summary, failures, on_pullback, total, writer) -> None:
+    collector = _Collector(todo, out, options, summary, failures, on_pullback, writer)
     progress = Progress("reanalyse") if options.show_progress else None
-    done = summary["skipped"]
     t0 = time.perf_counter()
-    audit = None
     for batch in _dataset(todo, options, resources).iter_batches(batch_size=None, batch_format="numpy"):
         for k in range(len(batch["pullback_id"])):
-            pid = str(batch["pullback_id"][k])
-            read_nodes.add(str(batch["read_node"][k]))
-            if batch["error"][k]:
-                failures.append({"source": str(batch["path"][k]), "pullback_id": pid,
-                                 "reason": str(batch["error"][k])})
-                summary["failed"] += 1
-                done += 1
-                continue
-            nodes.add(str(batch["node"][k]))
-            summary["peak_worker_rss_mib"] = max(summary.get("peak_worker_rss_mib", 0.0),
-                                                 round(float(batch["peak_rss_mib"][k]), 1))
-            p = pending.setdefault(pid, _Pending(by_id[pid], int(batch["n_frames"][k])))
-            i = int(batch["index"][k])
-            record = json.loads(batch["record"][k])
-            audit = audit or {key: record["audit"][key] for key in ("model", "engine_version", "config_hash")}
-            p.records[i], p.features[i] = record, json.loads(batch["features"][k])
-            p.spacing[i] = float(batch["spacing_mm"][k])
-            p.failed += bool(batch["failed"][k])
-            p.last_unix = time.time()
-            summary["frames"] += 1
-            if len(p.records) == p.n_frames:
-                _finish(pending.pop(pid), out, options.config, audit)
-                summary["analysed"] += 1
-                summary["failed_frames"] += p.failed
-                done += 1
-                if on_pullback is not None:
-                    on_pullback(pid)
+            collector.add(batch, k)
         if progress:
             elapsed = time.perf_counter() - t0
             rate = summary["frames"] / elapsed if elapsed > 0 else 0.0
-            finished = done - summary["skipped"]
-            eta = (elapsed / finished * (total - done)) if finished else float("nan")
-            progress.update(done, total, f"pullbacks, {summary['frames']} frames, {rate:.1f} frames/s, "
-                            f"ETA {eta:.0f} s")
+            finished = collector.done - summary["skipped"]
+            eta = (elapsed / finished * (total - collector.done)) if finished else float("nan")
+            progress.update(collector.done, total, f"pullbacks, {summary['frames']} frames, "
+                            f"{rate:.1f} frames/s, ETA {eta:.0f} s")
     if progress:
         progress.close()
-    for pid, p in pending.items():  # frames lost (an actor died mid-pullback): say so, keep going
-        failures.append({"source": p.entry.path, "pullback_id": pid,
-                         "reason": f"only {len(p.records)} of {p.n_frames} frames came back"})
-        summary["failed"] += 1
-    summary["nodes"], summary["read_nodes"] = sorted(nodes), sorted(read_nodes)
-
-
-
-def _finish(p: _Pending, out: Path, config: Config, audit: dict) -> None:
-    records = [p.records[i] for i in range(p.n_frames)]
-    document = reanalysis_document(p, records, config, audit)
-    write_results(out / "pullbacks", p.entry.pullback_id, records, document)
-    write_frame_part(out, p.entry.pullback_id,
-                     [frame_row(r, p.features[r["frame"]], p.entry.path) for r in records])
+    collector.close()

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-import engine.realtime.results as results
 from engine.config import Config
 from engine.fleet.archive import ArchiveFile
 from engine.fleet.reanalyse import _Pending, reanalysis_document
+from engine.realtime import results
 from engine.synthetic.phantom import generate_pullback
 from streams.wire.protocol import dumps
 
