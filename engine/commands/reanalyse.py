@@ -1,4 +1,5 @@
-"""``octguide reanalyse SOURCE --out DIR [--address RAY_ADDRESS] [--model VERSION] [--workers N]``.
+"""``octguide reanalyse SOURCE --out DIR [--address RAY_ADDRESS] [--model VERSION] [--workers N]
+[--compare VERSION] [--sr/--no-sr] [--gpu/--no-gpu] [--read-batch-frames N]``.
 
 Re-analyses an archive (a folder of DICOM IVOCT / ``.oct.h5`` pullbacks, searched recursively,
 or a list file) on Ray with the engine's own per-frame analysis and results writer
@@ -39,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sr", action=argparse.BooleanOptionalAction, default=None,
                         help="write each pullback's DICOM SR beside its pullback.json (default: on when "
                         "the [hospital] extra is installed)")
+    parser.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
+                        help="GPU actors, num_gpus=1 each, with the GPU segmentation runtime (default: where "
+                        "the cluster has GPUs; --no-gpu: CPU actors)")
     parser.add_argument("--read-batch-frames", type=int, default=None, metavar="N",
                         help="frames a read task decodes at a time (default 8; it never holds more of a pullback)")
     parser.add_argument("--models-dir", type=Path, default=None, help="installed models (default: models/weights)")
@@ -58,6 +62,8 @@ def format_summary(s: dict) -> str:
          f"{s['failed_frames']} with analysis errors"),
         f"model       {model['name']} {model['version']} (sha256 {model['sha256'][:12]}...)",
         f"workers     {s['workers']} on {len(s['nodes'])} node(s); frames read in {s['read_batches']} batches",
+        (f"actors      {', '.join((s.get('actors') or {}).get('runtimes') or []) or 'none started'}"
+         f"{' on one GPU each' if (s.get('actors') or {}).get('num_gpus') else ''}"),
         f"DICOM SR    {s['sr']}: {s['sr_written']} written, {s['sr_failed']} failed",
     ]
     lines += [f"failed      {f['source']}: {f['reason']}" for f in s["failures"][:20]]
@@ -79,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("octguide reanalyse: error: --read-batch-frames must be at least 1")
     batching = {"read_batch_frames": args.read_batch_frames} if args.read_batch_frames else {}
     options = ReanalysisOptions(model_path=str(model.model_path), config=config, workers=args.workers,
-                                address=args.address, sr=args.sr, **batching)
+                                address=args.address, sr=args.sr, gpu=args.gpu, **batching)
     summary = reanalyse(args.source, args.out, options)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     if args.compare:

@@ -2,11 +2,14 @@
 
 The pipeline (streaming: at most a few blocks of frames in flight, never the archive)::
 
-    list files -> read + decode (CPU tasks, one file each, frames out one by one)
-      -> FullAnalysis in actors (the engine's stage: preprocess, segment, metal, measure;
-         the model loaded once per actor, ONNX Runtime with the actor's CPUs)
-      -> the driver: a pullback's records complete -> guidance -> results folder
-         (engine.realtime.results.write_results, the engine's writer) + its Parquet part
+    list files -> read + decode (CPU tasks, one file each, its frames decoded a bounded batch
+         at a time and streamed out one row each: engine.fleet.frames)
+      -> the engine's analysis stage in actors (engine.analysis.stages.stage_factory:
+         preprocess, segment, metal, measure; the model loaded once per actor; ONNX Runtime
+         with the actor's CPUs, or num_gpus=1 and the registry's GPU runtime on a GPU cluster)
+      -> the driver: a pullback's records complete, in frame order -> its pullback.json
+         (engine.realtime.results.pullback_document) and results folder (write_results, the
+         engine's writer) + its Parquet part + its DICOM SR (engine.hospital, where installed)
 
 A file already analysed with the same model sha256 and config hash is skipped, so a killed run
 resumes where it stopped and a re-run does nothing; a file that cannot be read is one failure
@@ -27,11 +30,10 @@ import numpy as np
 import ray
 
 from engine import __version__
-from engine.analysis.analyse import FrameAnalyser
-from engine.analysis.segment import DEFAULT_MODEL, SegmenterConfig
-from engine.analysis.stages import FullAnalysis
-from engine.compute.scan_convert import CartesianGrid, DisplayOrientation
-from engine.config import Config
+from engine.analysis.segment import DEFAULT_MODEL
+from engine.analysis.stages import stage_factory
+from engine.compute.backends import BackendRegistry, registry
+from engine.config import Config, SegmentConfig
 from engine.fleet.archive import ArchiveFile, already_analysed, list_archive
 from engine.fleet.cluster import READ_CPUS, ray_session, worker_cpus
 from engine.fleet.features import frame_row, pixel_features
@@ -86,24 +88,114 @@ def read_frames(row: dict, batch_frames: int = DEFAULT_BATCH_FRAMES):
             yield _read_error(path, pullback_id, exc, n)
 
 
-def analysis_stage(config: Config, model_path: str, threads: int) -> FullAnalysis:
-    """The engine's full analysis stage for ``model_path`` (no display rendering)."""
-    grid = CartesianGrid(config.server.image_size_px, config.server.image_fov_mm)
-    analyser = FrameAnalyser(guidance=config.guidance,
-                             segmenter=SegmenterConfig(model=model_path, threads=threads))
-    return FullAnalysis(analyser, grid, DisplayOrientation(), render=False)
+GPU_RUNTIMES = ("tensorrt", "torch-cuda")  #: segmentation runtimes that run on a GPU (engine.config)
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorRequest:
+    """What each analysis actor asks Ray for and which segmentation runtime it runs.
+
+    Attributes
+    ----------
+    num_cpus : float
+        CPUs per actor (preprocessing, metal detection and measurement stay on the CPU).
+    num_gpus : int
+        GPUs per actor: 1 for a GPU actor (Ray then sets its ``CUDA_VISIBLE_DEVICES``), else 0.
+    runtime, fallback : str
+        ``[segment] runtime`` and ``fallback`` the actors run with (the actor's own backend
+        registry still probes them on its node and reports what it selected).
+    threads : int
+        ONNX Runtime intra-op threads.
+    why : str
+        One line for the summary: why this request.
+    """
+
+    num_cpus: float
+    num_gpus: int
+    runtime: str
+    fallback: str
+    threads: int
+    why: str
+
+    def ray_kwargs(self) -> dict:
+        """The resource arguments of the actor pool's ``map_batches``."""
+        return {"num_cpus": self.num_cpus, **({"num_gpus": self.num_gpus} if self.num_gpus else {})}
+
+
+def gpu_runtime(backends: BackendRegistry | None = None) -> str:
+    """The first GPU segmentation runtime the backend registry has an implementation of
+    (``tensorrt``: a cached engine from ``octguide build-engine``)."""
+    names = [i.name for i in (backends or registry()).implementations("segment") if i.device == "gpu" and i.target]
+    if not names:
+        raise ReanalysisError("the backend registry has no GPU segmentation runtime")
+    return names[0]
+
+
+def actor_request(segment: SegmentConfig, cluster: dict, workers: int, gpu: bool | None = None,
+                  backends: BackendRegistry | None = None) -> ActorRequest:
+    """The actors' request on a cluster with ``cluster`` resources (``ray.cluster_resources()``).
+
+    ``gpu`` None: GPU actors where the cluster has a GPU, each ``num_gpus=1`` running
+    ``[segment] runtime`` if that is a GPU runtime, else the registry's (:func:`gpu_runtime`);
+    True: GPU actors or an error; False: CPU actors.
+
+    Raises
+    ------
+    ReanalysisError
+        GPU actors asked for and fewer GPUs than workers, or a GPU runtime configured on a
+        cluster without a GPU and no ``[segment] fallback``.
+    """
+    gpus = int(cluster.get("GPU", 0))
+    cpus = worker_cpus(float(cluster.get("CPU", 1.0)), workers)
+    threads = max(1, int(cpus))
+    if gpus > 0 if gpu is None else gpu:
+        if gpus < workers:
+            raise ReanalysisError(f"{workers} GPU actor(s) need {workers} GPU(s); the cluster has {gpus} "
+                                  "(--no-gpu runs on CPUs)")
+        runtime = segment.runtime if segment.runtime in GPU_RUNTIMES else gpu_runtime(backends)
+        fallback = segment.fallback if segment.fallback != runtime else ""
+        return ActorRequest(cpus, 1, runtime, fallback, threads,
+                            f"{gpus} GPU(s) in the cluster: {runtime} on one GPU per actor")
+    if segment.runtime in GPU_RUNTIMES:
+        if not segment.fallback:
+            raise ReanalysisError(f"segment.runtime={segment.runtime!r} needs a GPU and the cluster has none "
+                                  "(set segment.fallback, or run on a cluster with GPUs)")
+        return ActorRequest(cpus, 0, segment.fallback, "", threads,
+                            f"no GPU in the cluster: segment.fallback {segment.fallback!r}")
+    return ActorRequest(cpus, 0, segment.runtime, segment.fallback, threads, "CPU actors")
+
+
+def actor_config(config: Config, model_path: str, request: ActorRequest) -> Config:
+    """``config`` as an analysis actor runs it: ``model_path`` (verified by the driver),
+    the request's runtime and threads, no display rendering. The results carry the hash of the
+    user's ``config``, not of this one (only how it runs differs)."""
+    data = config.to_dict()
+    data["segment"].update(model=model_path, model_version="", runtime=request.runtime,
+                           fallback=request.fallback, threads=request.threads)
+    data["server"]["render_image"] = False
+    return Config.from_dict(data)
+
+
+def analysis_stage(config: Config, model_path: str, request: ActorRequest):
+    """The engine's own analysis stage (:func:`engine.analysis.stages.stage_factory`: every
+    section of the config, the runtime chosen through the backend registry) for ``model_path``."""
+    return stage_factory(actor_config(config, model_path, request))()
 
 
 class FrameAnalysisActor:
     """Ray Data actor: holds one started analysis stage (the model loaded once) and turns
     batches of frame rows into record rows (JSON text), as the engine's worker does."""
 
-    def __init__(self, config: dict, model_path: str, threads: int):
-        self.config = Config.from_dict(config)
-        self.stage = analysis_stage(self.config, model_path, threads)
+    def __init__(self, config: dict, model_path: str, request: ActorRequest):
+        user_config = Config.from_dict(config)
+        self.stage = analysis_stage(user_config, model_path, request)
         self.stage.start()
-        self.audit = {"model": dict(self.stage.status().get("model") or {}),
-                      "engine_version": __version__, "config_hash": self.config.config_hash()}
+        status = self.stage.status()
+        self.audit = {"model": dict(status.get("model") or {}),
+                      "engine_version": __version__, "config_hash": user_config.config_hash()}
+        choice = status.get("segment") or {}
+        self.runtime = f"{choice.get('selected')} ({choice.get('device')})" + (
+            " fallback" if choice.get("fallback_used") else "")
         self.node = _node()
 
     def _record(self, frame) -> tuple[dict, bool]:
@@ -138,6 +230,7 @@ class FrameAnalysisActor:
                 "read_node": batch["read_node"], "read_batch": batch["read_batch"], "record": np.asarray(records, dtype=object),
                 "features": np.asarray(features, dtype=object), "failed": np.asarray(failed),
                 "node": np.asarray([self.node] * n, dtype=object),
+                "runtime": np.asarray([self.runtime] * n, dtype=object),
                 "peak_rss_mib": np.full(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)}
 
 
@@ -194,6 +287,8 @@ class ReanalysisOptions:
         Progress bar on stderr.
     read_batch_frames : int
         Frames a read task decodes at a time (it never holds more of a pullback's samples).
+    gpu : bool or None
+        GPU actors (``num_gpus=1`` each, :func:`actor_request`); None: where the cluster has GPUs.
     sr : bool or None
         Write each pullback's DICOM SR (``pullbacks/<id>/dicom/sr.dcm``, engine.hospital's
         writer); None: when the ``[hospital]`` extra is installed.
@@ -206,6 +301,7 @@ class ReanalysisOptions:
     num_cpus: int | None = None
     show_progress: bool = True
     read_batch_frames: int = DEFAULT_BATCH_FRAMES
+    gpu: bool | None = None
     sr: bool | None = None
 
 
@@ -227,7 +323,7 @@ def reanalyse(source: str | Path, out: Path, options: ReanalysisOptions = Reanal
                "failed": 0, "frames": 0, "failed_frames": 0, "nodes": [], "read_nodes": [],
                "model": {"name": manifest.name, "version": manifest.version, "sha256": manifest.sha256},
                "config_hash": config_hash, "workers": options.workers, "read_batches": 0,
-               "sr_written": 0, "sr_failed": 0}
+               "sr_written": 0, "sr_failed": 0, "steady": {"frames": 0, "seconds": 0.0, "frames_per_s": None}}
     failures: list[dict] = []
     writer, summary["sr"] = sr_writer(options.sr)
     if writer is not None:  # a pullback analysed before, by a run that wrote no SR, gets it now
@@ -250,21 +346,20 @@ def reanalyse(source: str | Path, out: Path, options: ReanalysisOptions = Reanal
     return summary
 
 
-def _dataset(todo: list[ArchiveFile], options: ReanalysisOptions, resources: dict):
+def _dataset(todo: list[ArchiveFile], options: ReanalysisOptions, request: ActorRequest):
     ctx = ray.data.DataContext.get_current()
     ctx.target_max_block_size = BLOCK_BYTES
     ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = False
     ctx.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S  # every worker's model loaded before frames flow
-    cpus = worker_cpus(float(resources.get("CPU", 1.0)), options.workers)
     items = [{"path": e.path, "pullback_id": e.pullback_id} for e in todo]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.flat_map(read_frames, num_cpus=READ_CPUS, fn_kwargs={"batch_frames": options.read_batch_frames})
     return ds.map_batches(
-        FrameAnalysisActor, batch_size=BATCH_FRAMES, batch_format="numpy", num_cpus=cpus,
+        FrameAnalysisActor, batch_size=BATCH_FRAMES, batch_format="numpy", **request.ray_kwargs(),
         compute=ray.data.ActorPoolStrategy(size=options.workers),
         fn_constructor_kwargs={"config": options.config.to_dict(), "model_path": options.model_path,
-                               "threads": max(1, int(cpus))})
+                               "request": request})
 
 
 def sr_writer(wanted: bool | None) -> tuple[Callable | None, str]:
@@ -315,6 +410,9 @@ class _Collector:
         self.failed_ids: set[str] = set()
         self.nodes: set[str] = set()
         self.read_nodes: set[str] = set()
+        self.runtimes: set[str] = set()
+        self.first_result: tuple[float, int] | None = None  # (perf_counter s, frames by then)
+        self.last_result_s = 0.0
         self.done = summary["skipped"]
         self.audit: dict | None = None
         self.write_sr = writer
@@ -335,6 +433,7 @@ class _Collector:
             self._fail(str(batch["path"][k]), pid, str(batch["error"][k]))
             return
         self.nodes.add(str(batch["node"][k]))
+        self.runtimes.add(str(batch["runtime"][k]))
         self.summary["peak_worker_rss_mib"] = max(self.summary.get("peak_worker_rss_mib", 0.0),
                                                   round(float(batch["peak_rss_mib"][k]), 1))
         p = self.pending.setdefault(pid, _Pending(self.by_id[pid], int(batch["n_frames"][k])))
@@ -366,19 +465,41 @@ class _Collector:
         if self.on_pullback is not None:
             self.on_pullback(p.entry.pullback_id)
 
+    def mark_results(self) -> None:
+        """After each batch of results: when the first came and the last (steady-state rate)."""
+        now = time.perf_counter()
+        if self.first_result is None:
+            self.first_result = (now, self.summary["frames"])
+        self.last_result_s = now
+
+    def steady(self) -> dict:
+        """Frames after the first result batch over the time from it to the last result: the
+        rate with the actors' start and model load left out."""
+        if self.first_result is None:
+            return {"frames": 0, "seconds": 0.0, "frames_per_s": None}
+        start, before = self.first_result
+        frames, seconds = self.summary["frames"] - before, self.last_result_s - start
+        return {"frames": frames, "seconds": round(seconds, 3),
+                "frames_per_s": round(frames / seconds, 3) if frames and seconds > 0 else None}
+
     def close(self) -> None:
+        self.summary["steady"] = self.steady()
         for pid, p in self.pending.items():  # frames lost (an actor died mid-pullback): say so, keep going
             self._fail(p.entry.path, pid, f"only {len(p.records)} of {p.n_frames} frames came back")
         self.summary["nodes"], self.summary["read_nodes"] = sorted(self.nodes), sorted(self.read_nodes)
+        self.summary.setdefault("actors", {})["runtimes"] = sorted(self.runtimes)
 
 
 def _run(todo, out, options, resources, summary, failures, on_pullback, total, writer) -> None:
+    request = actor_request(options.config.segment, resources, options.workers, options.gpu)
+    summary["actors"] = dataclasses.asdict(request)
     collector = _Collector(todo, out, options, summary, failures, on_pullback, writer)
     progress = Progress("reanalyse") if options.show_progress else None
     t0 = time.perf_counter()
-    for batch in _dataset(todo, options, resources).iter_batches(batch_size=None, batch_format="numpy"):
+    for batch in _dataset(todo, options, request).iter_batches(batch_size=None, batch_format="numpy"):
         for k in range(len(batch["pullback_id"])):
             collector.add(batch, k)
+        collector.mark_results()
         if progress:
             elapsed = time.perf_counter() - t0
             rate = summary["frames"] / elapsed if elapsed > 0 else 0.0

@@ -52,6 +52,8 @@ def test_reanalyse_writes_the_results_contract_and_counts_corrupt_files(first_ru
     out, summary = first_run
     assert (summary["pullbacks"], summary["analysed"], summary["failed"], summary["skipped"]) == (6, 4, 2, 0)
     assert summary["frames"] == 4 * N_FRAMES and summary["failed_frames"] == 0
+    assert summary["actors"]["num_gpus"] == 0 and summary["actors"]["runtimes"] == ["onnxruntime (cpu)"]
+    assert 0 < summary["steady"]["frames"] < summary["frames"] and summary["steady"]["frames_per_s"] > 0
     failures = pq.read_table(out / "failures.parquet").to_pylist()
     assert sorted(f["source"].rsplit("/", 1)[1] for f in failures) == ["broken.dcm", "truncated.oct.h5"]
     assert all(f["reason"] and "\n" not in f["reason"] for f in failures)
