@@ -40,7 +40,7 @@ from engine.fleet.features import frame_row, pixel_features
 from engine.fleet.frames import DEFAULT_BATCH_FRAMES, FrameBatches
 from engine.fleet.tables import join_frame_parts, write_failures, write_frame_part
 from engine.progress import Progress
-from engine.realtime.results import pullback_document, write_results
+from engine.realtime.results import finished_record, pullback_document, write_results
 from models.manifest import load_manifest
 from streams.errors import OctguideError
 from streams.files.io import sniff_format
@@ -198,16 +198,16 @@ class FrameAnalysisActor:
             " fallback" if choice.get("fallback_used") else "")
         self.node = _node()
 
-    def _record(self, frame) -> tuple[dict, bool]:
+    def _record(self, frame, pullback_id: str) -> tuple[dict, bool]:
+        start = time.perf_counter()
         try:
             result = self.stage.process(frame)
         except Exception as exc:  # noqa: BLE001 (the frame's fate, recorded as the engine does)
-            return {"frame": frame.index, "status": "rejected",
-                    "reason": f"analysis_error: {type(exc).__name__}: {exc}"[:500]}, True
-        record = dict(result.record)
-        record["latency_ms"] = {k: round(v, 3) for k, v in result.latency_ms.items()}
-        record["lane"] = "backfill"
-        return record, False
+            rejected = {"frame": frame.index, "status": "rejected",
+                        "reason": f"analysis_error: {type(exc).__name__}: {exc}"[:500]}
+            latency = {"analysis": (time.perf_counter() - start) * 1e3}
+            return finished_record(rejected, latency, "backfill", pullback_id, self.audit), True
+        return finished_record(result.record, result.latency_ms, "backfill", pullback_id, self.audit), False
 
     def __call__(self, batch: dict) -> dict:
         records, features, failed = [], [], []
@@ -218,9 +218,7 @@ class FrameAnalysisActor:
                 failed.append(False)
                 continue
             frame = pickle.loads(blob)
-            record, bad = self._record(frame)
-            record["pullback_id"] = str(pullback_id)
-            record["audit"] = self.audit
+            record, bad = self._record(frame, str(pullback_id))
             records.append(json.dumps(record))
             features.append(json.dumps(pixel_features(frame)))
             failed.append(bad)

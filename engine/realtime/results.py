@@ -92,6 +92,23 @@ def percentile_summary(values_ms: list[float] | np.ndarray) -> dict:
             "mean": round(float(v.mean()), 3)}
 
 
+def finished_record(record: dict, latency_ms: dict, lane: str, pullback_id: str, audit: dict) -> dict:
+    """A frame's final ``frames.jsonl`` record (docs/results.md): the stage's record, then its
+    latencies (ms, rounded to 3 dp), lane (``live`` or ``backfill``), pullback id and audit
+    (model, engine version, config hash), in that key order (the engine's ``_publish_result``
+    and ``_record`` add the same keys in the same order).
+
+    >>> finished_record({"frame": 3, "status": "ok"}, {"analysis": 12.34567}, "backfill", "pb", {})
+    {'frame': 3, 'status': 'ok', 'latency_ms': {'analysis': 12.346}, 'lane': 'backfill', 'pullback_id': 'pb', 'audit': {}}
+    """
+    out = dict(record)
+    out["latency_ms"] = {k: round(v, 3) for k, v in latency_ms.items()}
+    out["lane"] = lane
+    out["pullback_id"] = pullback_id
+    out["audit"] = audit
+    return out
+
+
 def pullback_document(records: list[dict], *, pullback_id: str, state: str, spacing: list[float],
                       reason: str | None, counts: dict, guidance_config: GuidanceConfig, model: dict,
                       engine_version: str, config_hash: str, opened_unix: float | None,
