@@ -6,8 +6,9 @@ here gets) in a plain loop in this process, before and after the Ray runs (their
 baseline); then ``reanalyse`` through a local Ray with 1 and 2 workers.
 
 Reported per worker count: frames/s over the whole run (actor start included) and in the steady
-state (``summary["steady"]``: frames after the first result over the time from the first result
-to the last, so the actors' start and model load are out), peak RSS per worker, and the steady
+state (``summary["steady"]``: frames finished after the first actor batch over the time from its
+end to the last batch's end, on the actors' clocks, so the actors' start and model load are out,
+and so is the driver's buffering: results reach the driver in bursts), peak RSS per worker, and the steady
 overhead ratio ``(workers / steady_fps) / baseline_s_per_frame`` (Ray's per-frame cost per worker
 against the stage alone; goal <= 1.15). With 2 workers on a 2-core machine shared with other work
 the ratio also holds CPU contention; the load (``os.getloadavg``) is printed before and after.

@@ -229,6 +229,7 @@ class FrameAnalysisActor:
                 "features": np.asarray(features, dtype=object), "failed": np.asarray(failed),
                 "node": np.asarray([self.node] * n, dtype=object),
                 "runtime": np.asarray([self.runtime] * n, dtype=object),
+                "done_unix": np.full(n, time.time()),
                 "peak_rss_mib": np.full(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)}
 
 
@@ -409,8 +410,8 @@ class _Collector:
         self.nodes: set[str] = set()
         self.read_nodes: set[str] = set()
         self.runtimes: set[str] = set()
-        self.first_result: tuple[float, int] | None = None  # (perf_counter s, frames by then)
-        self.last_result_s = 0.0
+        self.first_done: tuple[float, int] | None = None  # (earliest actor batch end, unix s; its frames)
+        self.last_done_unix = 0.0
         self.done = summary["skipped"]
         self.audit: dict | None = None
         self.write_sr = writer
@@ -443,6 +444,7 @@ class _Collector:
         p.read_batches.add(int(batch["read_batch"][k]))
         p.failed += bool(batch["failed"][k])
         p.last_unix = time.time()
+        self._done(float(batch["done_unix"][k]))
         self.summary["frames"] += 1
         if len(p.records) == p.n_frames:
             self._finish(self.pending.pop(pid))
@@ -463,20 +465,21 @@ class _Collector:
         if self.on_pullback is not None:
             self.on_pullback(p.entry.pullback_id)
 
-    def mark_results(self) -> None:
-        """After each batch of results: when the first came and the last (steady-state rate)."""
-        now = time.perf_counter()
-        if self.first_result is None:
-            self.first_result = (now, self.summary["frames"])
-        self.last_result_s = now
+    def _done(self, done_unix: float) -> None:
+        if self.first_done is None or done_unix < self.first_done[0]:
+            self.first_done = (done_unix, 1)
+        elif done_unix == self.first_done[0]:
+            self.first_done = (done_unix, self.first_done[1] + 1)
+        self.last_done_unix = max(self.last_done_unix, done_unix)
 
     def steady(self) -> dict:
-        """Frames after the first result batch over the time from it to the last result: the
-        rate with the actors' start and model load left out."""
-        if self.first_result is None:
+        """The actors' steady rate: frames finished after the first actor batch over the time
+        from its end to the last batch's end (the actors' clocks, s): actor start and model load
+        are out, and so is the driver's buffering (results reach it in bursts)."""
+        if self.first_done is None:
             return {"frames": 0, "seconds": 0.0, "frames_per_s": None}
-        start, before = self.first_result
-        frames, seconds = self.summary["frames"] - before, self.last_result_s - start
+        start, first = self.first_done
+        frames, seconds = self.summary["frames"] - first, self.last_done_unix - start
         return {"frames": frames, "seconds": round(seconds, 3),
                 "frames_per_s": round(frames / seconds, 3) if frames and seconds > 0 else None}
 
@@ -497,7 +500,6 @@ def _run(todo, out, options, resources, summary, failures, on_pullback, total, w
     for batch in _dataset(todo, options, request).iter_batches(batch_size=None, batch_format="numpy"):
         for k in range(len(batch["pullback_id"])):
             collector.add(batch, k)
-        collector.mark_results()
         if progress:
             elapsed = time.perf_counter() - t0
             rate = summary["frames"] / elapsed if elapsed > 0 else 0.0

@@ -14,16 +14,19 @@ from tests.engine.fleet.conftest import read_run
 AUDIT = {"model": {"name": "octseg", "version": "1", "sha256": "ab" * 32}, "engine_version": "t", "config_hash": "h"}
 
 
-def rows(pullback_id: str, frames: list[int], n_frames: int, error_at: int | None = None) -> dict:
-    """One result batch as the actors return it (``error_at``: a read-error row there instead)."""
+def rows(pullback_id: str, frames: list[int], n_frames: int, done_unix: float,
+         error_at: int | None = None) -> dict:
+    """One result batch as the actors return it, finished at ``done_unix`` (s; ``error_at``: a
+    read-error row there instead)."""
     cols = {k: [] for k in ("path", "pullback_id", "index", "n_frames", "spacing_mm", "error", "read_node",
-                            "read_batch", "record", "features", "failed", "node", "runtime", "peak_rss_mib")}
+                            "read_batch", "record", "features", "failed", "node", "runtime", "peak_rss_mib",
+                            "done_unix")}
     for position, i in enumerate(frames):
         error = position == error_at
         values = {"path": f"/a/{pullback_id}.oct.h5", "pullback_id": pullback_id, "index": -1 if error else i,
                   "n_frames": n_frames, "spacing_mm": 0.2, "error": "OSError: damaged chunk" if error else "",
                   "read_node": "n1", "read_batch": i // 4, "failed": False, "node": "n1",
-                  "runtime": "onnxruntime (cpu)", "peak_rss_mib": 100.0,
+                  "runtime": "onnxruntime (cpu)", "peak_rss_mib": 100.0, "done_unix": done_unix,
                   "record": "" if error else json.dumps({"frame": i, "status": "ok", "pullback_id": pullback_id,
                                                          "audit": AUDIT, "lane": "backfill"}),
                   "features": "" if error else json.dumps({"noise_floor": 1.0})}
@@ -39,13 +42,12 @@ def test_frames_in_any_order_are_written_in_frame_order_and_a_part_way_failure_c
     finished: list[str] = []
     collector = _Collector(todo, tmp_path, ReanalysisOptions(show_progress=False), summary, failures,
                            finished.append, None)
-    batches = [rows("good.00000001", [7, 3, 9, 0], 10), rows("bad.00000002", [0, 1], 10),
-               rows("good.00000001", [5, 1, 8, 2, 6, 4], 10), rows("bad.00000002", [2, 3], 10, error_at=1),
-               rows("bad.00000002", [4, 5], 10)]
+    batches = [rows("good.00000001", [7, 3, 9, 0], 10, 1004.0), rows("bad.00000002", [0, 1], 10, 1005.0),
+               rows("good.00000001", [5, 1, 8, 2, 6, 4], 10, 1006.0),
+               rows("bad.00000002", [2, 3], 10, 1007.0, error_at=1), rows("bad.00000002", [4, 5], 10, 1008.0)]
     for batch in batches:
         for k in range(len(batch["pullback_id"])):
             collector.add(batch, k)
-        collector.mark_results()
     collector.close()
     assert finished == ["good.00000001"]
     assert (summary["analysed"], summary["failed"], summary["read_batches"]) == (1, 1, 3)
@@ -53,4 +55,7 @@ def test_frames_in_any_order_are_written_in_frame_order_and_a_part_way_failure_c
                          "reason": "OSError: damaged chunk"}]
     (pullback, records), = read_run(tmp_path).values()
     assert [r["frame"] for r in records] == list(range(10)) and pullback["n_frames"] == 10
-    assert summary["steady"]["frames"] == summary["frames"] - 4
+    # 13 frames analysed (the bad file's 0-2 before its error); the first batch to finish (4
+    # frames at 1004 s) is out; the last counted one ends at 1007 s (the dropped one at 1008)
+    assert summary["frames"] == 13
+    assert summary["steady"] == {"frames": 9, "seconds": 3.0, "frames_per_s": 3.0}
