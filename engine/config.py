@@ -178,6 +178,9 @@ class _Section(BaseModel):
     section: ClassVar[str]
     #: Whether the section takes part in :meth:`Config.config_hash` (what shaped the results).
     audited: ClassVar[bool] = True
+    #: Fields that take part in the hash only when set (not empty): added later, they leave the
+    #: hash of every configuration that does not use them, and of its earlier records, as it was.
+    hashed_when_set: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -207,6 +210,11 @@ class _Section(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/TOML-ready values (tuples become lists)."""
         return self.model_dump(mode="json")
+
+    def audited_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` as :meth:`Config.config_hash` hashes it (``hashed_when_set`` fields
+        left out while empty)."""
+        return {k: v for k, v in self.to_dict().items() if v != "" or k not in self.hashed_when_set}
 
 
 _ILUMIEN = "ILUMIEN III (Lancet 2016;388:2618); EHJ 2017;38:3139; DOMAIN.md s4"
@@ -459,6 +467,10 @@ SEGMENT_RUNTIMES = ("onnxruntime", "tensorrt", "torch-cuda")
 
 _Runtime = Literal["onnxruntime", "tensorrt", "torch-cuda"]
 
+MODEL_VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}(@[A-Za-z0-9][A-Za-z0-9._+-]{0,63})?")
+"""An installed model's key (its manifest's file stem: ``octseg``, ``octseg.int8-static``) or
+``NAME@VERSION`` (``octseg@1.0.1``)."""
+
 
 class SegmentConfig(_Section):
     """The segmentation model and the runtime that executes it (``engine.analysis.segment``).
@@ -469,6 +481,7 @@ class SegmentConfig(_Section):
     """
 
     section: ClassVar[str] = "segment"
+    hashed_when_set: ClassVar[tuple[str, ...]] = ("model_version",)
 
     model: str = _text(
         "", doc="Path of the .onnx model (or its .manifest.json); empty: the shipped model "
@@ -489,11 +502,29 @@ class SegmentConfig(_Section):
         "auto", doc="Preprocessing backend; 'auto': the first usable (GPU first).")
     warmup_frames: int = _integer(
         3, unit="frames", low=0, high=100, doc="Inference runs in start(), before the first frame.")
+    model_version: str = _text(
+        "", doc="The active installed model (`octguide model list`): its key, e.g. 'octseg' or "
+        "'octseg.int8-static', or NAME@VERSION, e.g. 'octseg@1.0.1'; `octguide model activate "
+        "VERSION --config FILE` writes it. Empty: the installed default weights "
+        "(models/weights/octseg.onnx). Precedence: a command's --model, then this, then 'model' "
+        "(a path; naming both is an error), then the version `octguide model activate` recorded "
+        "without --config, then the default.")  # fmt: skip
+
+    @field_validator("model_version")
+    @classmethod
+    def _model_key(cls, value: str) -> str:
+        if value and not MODEL_VERSION_PATTERN.fullmatch(value):
+            raise ValueError(f"segment.model_version={value!r} is not an installed model's key or "
+                             "NAME@VERSION (letters, digits, '.', '_', '+', '-')")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> SegmentConfig:
         if self.fallback == self.runtime:
             raise ValueError(f"segment.fallback={self.fallback!r} must differ from segment.runtime")
+        if self.model and self.model_version:
+            raise ValueError(f"segment.model={self.model!r} and segment.model_version="
+                             f"{self.model_version!r} both name the model; set one")
         return self
 
 
@@ -683,7 +714,7 @@ class Config(BaseModel):
         Canonical: sorted keys, no whitespace, every float a float, so equal configurations hash
         equally however they were written (``10`` and ``10.0`` in TOML give the same hash).
         """
-        audited = {name: getattr(self, name).to_dict() for name, section in _SECTIONS.items()
+        audited = {name: getattr(self, name).audited_dict() for name, section in _SECTIONS.items()
                    if section.audited}
         text = json.dumps(audited, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,9 +1,10 @@
 """``octguide model list | show VERSION | activate VERSION | rollback``.
 
 The installed models (``models/weights/*.manifest.json``) with their manifests, each verified
-(sha256 of the model file, signature); one active version, recorded in the state folder
-(:mod:`engine.fleet.registry`: the engine config has no model field yet); a model whose
-manifest does not verify is refused.
+(sha256 of the model file, signature); one active version, the config's ``[segment]
+model_version`` (``activate``/``rollback --config FILE`` write it there; without ``--config`` the
+version is recorded in the state folder and the command prints the line to put in the config;
+precedence in :mod:`engine.fleet.registry`); a model whose manifest does not verify is refused.
 """
 
 from __future__ import annotations
@@ -21,18 +22,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--models-dir", type=Path, default=None, help="installed models (default: models/weights)")
     parser.add_argument("--state-dir", type=Path, default=None,
                         help="where the active version is recorded (default: $OCTGUIDE_STATE_DIR or ~/.config/octguide)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="TOML config whose [segment] model_version activate/rollback set (created if "
+                        "absent) and list reads")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.fleet.registry import ModelRegistry
+    from engine.config import load_config
+    from engine.fleet.registry import ModelRegistry, RegistryError
 
     registry = ModelRegistry(args.models_dir, args.state_dir)
     if args.action in ("show", "activate") and not args.version:
         raise SystemExit(f"octguide model {args.action}: error: VERSION is required")
     if args.action == "list":
-        active = registry.state().get("active")
+        segment = load_config(args.config).segment if args.config and args.config.exists() else None
+        spec, _ = registry.active_spec(segment)
+        try:
+            active = registry.find(spec).key
+        except RegistryError:
+            active = None
         models = [m.describe() | {"active": m.key == active} for m in registry.installed()]
         if args.json:
             print(json.dumps(models, indent=2))
@@ -45,7 +55,13 @@ def run(args: argparse.Namespace) -> int:
         model = registry.find(args.version).describe()
         print(json.dumps(model, indent=2, default=str))
         return 0 if model["verified"] else 1
-    model = registry.activate(args.version) if args.action == "activate" else registry.rollback()
+    model = (registry.activate(args.version, args.config) if args.action == "activate"
+             else registry.rollback(args.config))
     print(f"active model: {model.key} ({model.manifest.name} {model.manifest.version}, "
           f"sha256 {model.manifest.sha256[:12]}...)")
+    if args.config:
+        print(f"written to {args.config}: [segment] model_version = {json.dumps(model.key)}")
+    else:
+        print(f"recorded in {registry.state_dir}; a config's [segment] model_version takes precedence: "
+              f'set model_version = {json.dumps(model.key)} under [segment] (or pass --config FILE)')
     return 0

@@ -1,5 +1,5 @@
-"""Drift between two re-analysis runs (REFERENCE, CURRENT: their ``measurements.parquet``):
-per-frame features compared with the population stability index and the two-sample
+"""Drift between two sets of results (REFERENCE, CURRENT: ``reanalyse`` runs, the engine's case
+log or results folders, over a date range: :mod:`engine.fleet.history`): per-frame features compared with the population stability index and the two-sample
 Kolmogorov-Smirnov test, a verdict per feature, and a report (PNG plots, an offline HTML page).
 
 PSI over bins cut at the reference's deciles: ``sum (c_i - r_i) ln(c_i / r_i)`` with the bin
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from engine.fleet.tables import read_frames_table
+from engine.fleet.history import frames_table
 
 FEATURES = ("confidence", "low_confidence", "lumen_area_mm2", "noise_floor", "intensity_p50",
             "intensity_p99", "z_offset_px", "sheath_radius_mm", "n_struts")
@@ -82,10 +82,14 @@ def compare_feature(name: str, ref: np.ndarray, cur: np.ndarray, t: DriftThresho
 
 
 def drift_report(reference: Path, current: Path, out: Path | None = None,
-                 thresholds: DriftThresholds = DriftThresholds()) -> dict:
+                 thresholds: DriftThresholds = DriftThresholds(),
+                 reference_range: tuple[float | None, float | None] = (None, None),
+                 current_range: tuple[float | None, float | None] = (None, None)) -> dict:
     """Compare every feature; with ``out``, write ``drift.json``, one PNG per feature and
-    ``index.html`` (self-contained but for the PNGs beside it: opens offline)."""
-    ref_t, cur_t = read_frames_table(reference), read_frames_table(current)
+    ``index.html`` (self-contained but for the PNGs beside it: opens offline). The ranges
+    (``(since_unix, until_unix)``, s since the epoch) select case-log or results-folder
+    pullbacks by opening time."""
+    ref_t, cur_t = frames_table(reference, *reference_range), frames_table(current, *current_range)
     results = [compare_feature(f, _values(ref_t, f), _values(cur_t, f), thresholds) for f in FEATURES]
     report = {"reference": str(reference), "current": str(current), "thresholds": asdict(thresholds),
               "frames": [ref_t.num_rows, cur_t.num_rows], "features": results,

@@ -5,19 +5,27 @@ default); it never writes weights or manifests. A model is named by its key (the
 file stem, e.g. ``octseg`` or ``octseg.int8-static``), by ``NAME@VERSION``, by its version where
 that is unique, or by a path to a model or manifest file. Every use verifies the manifest and the
 model file's sha256 (:func:`models.manifest.load_manifest`); a model that does not verify is
-refused. The engine config has no model field yet, so the active version is recorded in
-``STATE_DIR/active-model.json`` (``$OCTGUIDE_STATE_DIR``, else ``~/.config/octguide``), with the
-history that ``rollback`` walks back.
+refused.
+
+The active version is the config's ``[segment] model_version`` (``octguide model activate VERSION
+--config FILE`` writes it into that TOML file). Which model a command runs, first match wins:
+its ``--model``; ``[segment] model_version``; ``[segment] model`` (a path); the version last
+activated without ``--config`` (``STATE_DIR/active-model.json``, ``$OCTGUIDE_STATE_DIR``, else
+``~/.config/octguide``); the installed default weights. Every activation is also recorded in the
+state file, with the history that ``rollback`` walks back.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.analysis.segment import DEFAULT_MODEL
+from engine.config import ConfigError, load_config
 from models.manifest import (
     MANIFEST_SUFFIX,
     Manifest,
@@ -121,8 +129,20 @@ class ModelRegistry:
         raise RegistryError(f"no installed model {spec!r} in {self.models_dir}; installed: "
                             f"{', '.join(m.key for m in models) or 'none'}")
 
-    def resolve(self, spec: str | None = None) -> InstalledModel:
-        """The model ``spec`` names (None: the active one, else the shipped default), verified.
+    def active_spec(self, segment: Any = None) -> tuple[str, str]:
+        """What names the active model, and where that came from (the precedence of the module
+        docstring, less a command's ``--model``): ``(spec, "config" | "config path" | "state" |
+        "default")``. ``segment`` is a config's ``[segment]`` (:class:`engine.config.SegmentConfig`)."""
+        if segment is not None and segment.model_version:
+            return segment.model_version, "config"
+        if segment is not None and segment.model:
+            return segment.model, "config path"
+        if self.state().get("active"):
+            return self.state()["active"], "state"
+        return _key(Path(str(DEFAULT_MODEL)).with_suffix(MANIFEST_SUFFIX)), "default"
+
+    def resolve(self, spec: str | None = None, segment: Any = None) -> InstalledModel:
+        """The model ``spec`` names (None: the active one, :meth:`active_spec`), verified.
 
         Raises
         ------
@@ -130,7 +150,7 @@ class ModelRegistry:
             Unknown, ambiguous, or its manifest or sha256 does not verify.
         """
         if spec is None:
-            spec = self.state().get("active") or _key(Path(str(DEFAULT_MODEL)).with_suffix(MANIFEST_SUFFIX))
+            spec, _ = self.active_spec(segment)
         model = self.find(spec)
         if not model.verified:
             raise RegistryError(f"refusing model {model.key}: {model.error}")
@@ -150,10 +170,13 @@ class ModelRegistry:
         tmp.write_text(json.dumps(state, indent=2) + "\n")
         os.replace(tmp, self.state_dir / STATE_FILE)
 
-    def activate(self, spec: str) -> InstalledModel:
-        """Record ``spec`` as the active version (verified first); the previous one goes on the
-        history that :meth:`rollback` returns to."""
+    def activate(self, spec: str, config_path: Path | None = None) -> InstalledModel:
+        """Make ``spec`` the active version (verified first): recorded in the state file, and
+        with ``config_path`` written into that config as ``[segment] model_version``; the
+        previous one goes on the history that :meth:`rollback` returns to."""
         model = self.resolve(spec)
+        if config_path is not None:
+            write_model_version(Path(config_path), model.key)
         state = self.state()
         if state.get("active") and state["active"] != model.key:
             state["history"] = [*state.get("history", []), state["active"]]
@@ -162,12 +185,64 @@ class ModelRegistry:
         self._write_state(state)
         return model
 
-    def rollback(self) -> InstalledModel:
-        """Make the previously active version active again (verified first)."""
+    def rollback(self, config_path: Path | None = None) -> InstalledModel:
+        """Make the previously active version active again (verified first; with
+        ``config_path``, written into that config too)."""
         state = self.state()
         history = list(state.get("history") or [])
         if not history:
             raise RegistryError("nothing to roll back to: no earlier active model is recorded")
         model = self.resolve(history.pop())
+        if config_path is not None:
+            write_model_version(Path(config_path), model.key)
         self._write_state({"active": model.key, "sha256": model.manifest.sha256, "history": history})
         return model
+
+
+_TABLE = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+\s*(#.*)?$")
+_MODEL_VERSION_LINE = re.compile(r"^\s*model_version\s*=")
+
+
+def write_model_version(config_path: Path, key: str) -> None:
+    """Set ``[segment] model_version = "KEY"`` in the TOML file ``config_path`` (created if
+    absent), keeping every other line and comment as it is; the result is validated as a
+    config before it replaces the file atomically.
+
+    Raises
+    ------
+    RegistryError
+        The file cannot be read or written, or the result is not a valid config (for example
+        ``[segment] model`` names a model path too: the two may not both be set).
+    """
+    try:
+        lines = config_path.read_text().splitlines() if config_path.exists() else []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{config_path}: cannot read the configuration ({exc})") from None
+    setting = f"model_version = {json.dumps(key)}"
+    table, start = None, None
+    for number, line in enumerate(lines):
+        match = _TABLE.match(line)
+        if match:
+            table = match.group(1)
+            if table == "segment":
+                start = number
+        elif table == "segment" and _MODEL_VERSION_LINE.match(line):
+            lines[number] = setting
+            break
+    else:
+        if start is None:
+            lines += ["", "[segment]", setting] if lines else ["[segment]", setting]
+        else:
+            lines.insert(start + 1, setting)
+    tmp = config_path.with_name(f".{config_path.name}.tmp-{os.getpid()}")
+    try:
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text("\n".join(lines) + "\n")
+        load_config(tmp)
+        os.replace(tmp, config_path)
+    except ConfigError as exc:
+        raise RegistryError(f"{config_path}: not activated: {str(exc).split(': ', 1)[-1]}") from None
+    except OSError as exc:
+        raise RegistryError(f"{config_path}: cannot write the configuration ({exc})") from None
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,19 +92,53 @@ def percentile_summary(values_ms: list[float] | np.ndarray) -> dict:
             "mean": round(float(v.mean()), 3)}
 
 
-def export_pullback(caselog: Any, pullbacks_root: Path, pullback_id: str, state: str, spacing: list,
-                    reason: str | None, summary: dict, guidance_config: Any, model: dict,
-                    config_hash: str) -> dict:
-    """Compute a finished pullback's guidance (complete pullbacks only) from its case-log
-    records, write its results folder atomically and close its case-log row (the writer
-    thread's part of finishing a pullback; no engine state).
+def finished_record(record: dict, latency_ms: dict, lane: str, pullback_id: str, audit: dict) -> dict:
+    """A frame's final ``frames.jsonl`` record (docs/results.md): the stage's record, then its
+    latencies (ms, rounded to 3 dp), lane (``live`` or ``backfill``), pullback id and audit
+    (model, engine version, config hash), in that key order (the engine's ``_publish_result``
+    and ``_record`` add the same keys in the same order).
 
-    Returns ``{"pullback": the pullback.json dict, "results_dir": str}``.
+    >>> finished_record({"frame": 3, "status": "ok"}, {"analysis": 12.34567}, "backfill", "pb", {})
+    {'frame': 3, 'status': 'ok', 'latency_ms': {'analysis': 12.346}, 'lane': 'backfill', 'pullback_id': 'pb', 'audit': {}}
     """
-    records = caselog.frame_records(pullback_id)
-    row = caselog.pullback(pullback_id) or {}
+    out = dict(record)
+    out["latency_ms"] = {k: round(v, 3) for k, v in latency_ms.items()}
+    out["lane"] = lane
+    out["pullback_id"] = pullback_id
+    out["audit"] = audit
+    return out
+
+
+def pullback_document(records: list[dict], *, pullback_id: str, state: str, spacing: list[float],
+                      reason: str | None, counts: dict, guidance_config: GuidanceConfig, model: dict,
+                      engine_version: str, config_hash: str, opened_unix: float | None,
+                      last_frame_unix: float | None, clock: Callable[[], float] | None = None,
+                      extra: dict | None = None) -> dict:
+    """The ``pullback.json`` document of a finished pullback (docs/results.md) from its frame
+    records: no I/O, one implementation for the engine's writer thread and for re-analysis.
+
+    Parameters
+    ----------
+    records : list of dict
+        The pullback's frame records in frame order (``frames.jsonl``).
+    state : str
+        ``complete`` (guidance is computed, with a warning naming the frames without a
+        measurement), or why it is not (``interrupted``, ...: no guidance, the reason says why).
+    spacing : list of float
+        Frame spacing per frame, mm.
+    counts : dict
+        Frame counts (``received``, ``shown``, ``backfilled``, ``rejected``, ...).
+    model, engine_version, config_hash
+        The audit identity of the results.
+    opened_unix, last_frame_unix : float or None
+        When the pullback was opened and its last frame received, s since the epoch.
+    clock : callable
+        Wall clock, s since the epoch, read once the guidance is computed
+        (``guidance_ready_unix``; default :func:`time.time`).
+    extra : dict, optional
+        Keys appended after the guidance (re-analysis adds ``reanalysis``).
+    """
     guidance = None
-    counts = summary.get("counts", {})
     if state == "complete" and records:
         guidance = _guidance(records, spacing, guidance_config)
         unmeasured = {k: counts[k] for k in ("rejected", "failed", "skipped", "never_received")
@@ -112,26 +147,45 @@ def export_pullback(caselog: Any, pullbacks_root: Path, pullback_id: str, state:
             guidance["warnings"].append(
                 f"{sum(unmeasured.values())} of {len(records)} frames have no measurement ("
                 + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in unmeasured.items()) + ")")
-    ready_unix = time.time()
-    last = summary.get("last_frame_unix")
-    pullback = {
+    ready_unix = (clock or time.time)()
+    return {
         "pullback_id": pullback_id,
         "status": state,
         "reason": reason,
-        "model": row.get("model") or model,
-        "engine_version": row.get("engine_version") or __version__,
-        "config_hash": row.get("config_hash") or config_hash,
+        "model": model,
+        "engine_version": engine_version,
+        "config_hash": config_hash,
         "counts": counts,
         "timing": {
-            "opened_unix": row.get("opened_unix"),
-            "last_frame_received_unix": last,
+            "opened_unix": opened_unix,
+            "last_frame_received_unix": last_frame_unix,
             "guidance_ready_unix": ready_unix,
-            "guidance_delay_s": round(ready_unix - last, 3) if last else None,
+            "guidance_delay_s": round(ready_unix - last_frame_unix, 3) if last_frame_unix else None,
             **_first_live(records),
         },
         **(guidance or {"n_frames": len(records), "warnings": [
             f"no guidance: the pullback is {state}" + (f" ({reason})" if reason else "")]}),
+        **(extra or {}),
     }
+
+
+def export_pullback(caselog: Any, pullbacks_root: Path, pullback_id: str, state: str, spacing: list,
+                    reason: str | None, summary: dict, guidance_config: Any, model: dict,
+                    config_hash: str) -> dict:
+    """Build a finished pullback's document (:func:`pullback_document`) from its case-log
+    records, write its results folder atomically and close its case-log row (the writer
+    thread's part of finishing a pullback; no engine state).
+
+    Returns ``{"pullback": the pullback.json dict, "results_dir": str}``.
+    """
+    records = caselog.frame_records(pullback_id)
+    row = caselog.pullback(pullback_id) or {}
+    pullback = pullback_document(
+        records, pullback_id=pullback_id, state=state, spacing=spacing, reason=reason,
+        counts=summary.get("counts", {}), guidance_config=guidance_config,
+        model=row.get("model") or model, engine_version=row.get("engine_version") or __version__,
+        config_hash=row.get("config_hash") or config_hash, opened_unix=row.get("opened_unix"),
+        last_frame_unix=summary.get("last_frame_unix"))
     folder = write_results(pullbacks_root, pullback_id, records, pullback)
     caselog.finish_pullback(pullback_id, state=state, counts=pullback["counts"],
                             guidance_summary=guidance_summary(pullback), results_dir=str(folder),

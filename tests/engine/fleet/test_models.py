@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from engine.commands.cli import main
+from engine.config import Config, ConfigError, load_config
 from engine.fleet.compare import compare_runs
 from engine.fleet.registry import ModelRegistry, RegistryError
 from models.manifest import sha256_of
@@ -81,6 +82,57 @@ def test_a_model_whose_manifest_does_not_verify_is_refused(models_dir, tmp_path,
     assert main(["model", "list", *common]) == 0
     assert "REFUSED" in capsys.readouterr().out
     assert not (tmp_path / "state" / "active-model.json").exists()
+
+
+def test_the_model_version_is_a_validated_config_field_hashed_only_when_set():
+    assert Config().segment.model_version == ""
+    assert Config().config_hash() == Config.from_dict({"segment": {"model_version": ""}}).config_hash()
+    assert Config.from_dict({"segment": {"model_version": "octseg@1.0.1"}}).config_hash() != Config().config_hash()
+    with pytest.raises(ConfigError, match="not an installed model's key"):
+        Config.from_dict({"segment": {"model_version": "../octseg"}})
+    with pytest.raises(ConfigError, match="both name the model"):
+        Config.from_dict({"segment": {"model_version": "octseg", "model": "/m/octseg.onnx"}})
+
+
+def test_activate_writes_the_config_and_the_config_wins(models_dir, tmp_path, capsys):
+    common = ["--models-dir", str(models_dir), "--state-dir", str(tmp_path / "state")]
+    config = tmp_path / "engine.toml"
+    config.write_text("# site settings\n[guidance]\nmalapposition_threshold_um = 200.0\n\n[segment]\n"
+                      "threads = 1  # shared machine\n")
+    assert main(["model", "activate", "octseg.int8-static", "--config", str(config), *common]) == 0
+    assert "written to" in capsys.readouterr().out
+    text = config.read_text()
+    assert "# site settings" in text and "threads = 1  # shared machine" in text
+    loaded = load_config(config)
+    assert (loaded.segment.model_version, loaded.segment.threads) == ("octseg.int8-static", 1)
+    assert loaded.guidance.malapposition_threshold_um == 200.0
+    assert main(["model", "activate", "octseg", *common]) == 0  # the state file only: says how
+    assert 'model_version = "octseg"' in capsys.readouterr().out
+    registry = ModelRegistry(models_dir, tmp_path / "state")
+    assert registry.resolve().key == "octseg"  # no config: the state file
+    assert registry.active_spec(loaded.segment) == ("octseg.int8-static", "config")
+    assert registry.resolve(None, loaded.segment).key == "octseg.int8-static"  # the config wins
+    assert registry.resolve("octseg", loaded.segment).key == "octseg"  # and --model wins over it
+    assert main(["model", "list", "--config", str(config), *common]) == 0
+    assert "* octseg.int8-static" in capsys.readouterr().out
+    assert main(["model", "rollback", "--config", str(config), *common]) == 0
+    assert load_config(config).segment.model_version == "octseg.int8-static"  # the history's last
+    assert main(["model", "activate", "octseg", "--config", str(config), *common]) == 0
+    assert load_config(config).segment.model_version == "octseg"
+    assert config.read_text().count("model_version") == 1
+
+
+def test_activate_refuses_a_config_that_names_a_model_path(models_dir, tmp_path, capsys):
+    config = tmp_path / "engine.toml"
+    config.write_text('[segment]\nmodel = "/models/octseg.onnx"\n')
+    before = config.read_text()
+    assert main(["model", "activate", "octseg", "--config", str(config), "--models-dir", str(models_dir),
+                 "--state-dir", str(tmp_path / "state")]) == 1
+    assert "both name the model" in capsys.readouterr().err
+    assert config.read_text() == before and not list(tmp_path.glob(".engine.toml.tmp*"))
+    fresh = tmp_path / "new" / "engine.toml"
+    ModelRegistry(models_dir, tmp_path / "state").activate("octseg", fresh)
+    assert load_config(fresh).segment.model_version == "octseg"
 
 
 @pytest.mark.usefixtures("ray_local")
