@@ -83,6 +83,11 @@ class Orthanc:
         return f"http://127.0.0.1:{self.http_port}"
 
     @property
+    def dicomweb_url(self) -> str:
+        """The DICOMweb service root (STOW-RS, WADO-RS, QIDO-RS)."""
+        return f"{self.url}/dicom-web"
+
+    @property
     def destination(self) -> str:
         return f"{ORTHANC_AE}@127.0.0.1:{self.dicom_port}"
 
