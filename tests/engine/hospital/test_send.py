@@ -114,3 +114,7 @@ def test_files_that_are_not_dicom_are_refused_in_one_line(tmp_path):
     with Outbox(tmp_path / "outbox") as outbox, pytest.raises(OutboxError) as info:
         outbox.enqueue(bad, "PACS@127.0.0.1:104")
     assert "\n" not in str(info.value)
+
+
+def test_the_test_orthanc_listens_on_loopback_only(orthanc):
+    assert orthanc.listening() == {"http": {"127.0.0.1"}, "dicom": {"127.0.0.1"}}
