@@ -132,8 +132,12 @@ def write_pullback_dicom(results_dir: str | os.PathLike, source_dicom_or_None: A
 
 def report_source(spec: str, pullback: Pullback) -> Any:
     """What :func:`write_pullback_dicom` should take for a replayed ``PULLBACK`` argument: the
-    DICOM file itself (its patient, study and UIDs), else the in-memory pullback (phantom,
-    ``.oct.h5``: synthetic UIDs, key images from its frames)."""
+    DICOM file itself (its patient, study and UIDs; for ``pacs://`` and WADO-RS the retrieved
+    file, so the SR joins the PACS's study), else the in-memory pullback (phantom, ``.oct.h5``:
+    a new study, key images from its frames)."""
     if not spec.startswith("phantom:") and Path(spec).is_file() and sniff_format(spec) == "dicom":
         return Path(spec)
+    retrieved = pullback.attributes.get("source_file")
+    if pullback.attributes.get("source_format") == "dicom" and retrieved and Path(retrieved).is_file():
+        return Path(retrieved)
     return pullback
