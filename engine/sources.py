@@ -1,6 +1,8 @@
-"""Where pullbacks come from, chosen in the entry point: a file (DICOM IVOCT, .oct.h5) or a
-synthetic scenario rendered on the fly (``phantom:SCENARIO[:SEED]``, or ``foreign:SCENARIO[:SEED]``
-from the validation-only renderer)."""
+"""Where pullbacks come from, chosen in the entry point: a file (DICOM IVOCT, .oct.h5), a study
+in a PACS (``pacs://AE@HOST:PORT/STUDY_UID`` by C-FIND/C-GET, or a WADO-RS URL
+``http(s)://ROOT/studies/STUDY_UID``: :mod:`engine.hospital.retrieve`, the ``[hospital]`` extra),
+or a synthetic scenario rendered on the fly (``phantom:SCENARIO[:SEED]``, or
+``foreign:SCENARIO[:SEED]`` from the validation-only renderer)."""
 
 from __future__ import annotations
 
@@ -35,6 +37,11 @@ def open_pullback(spec: str, frames: int | None = None, alines: int = 500, sampl
         if name not in SCENARIOS:
             raise SourceError(f"unknown phantom scenario {name!r}; choose from {sorted(SCENARIOS)}")
         return phantom(name, int(seed or 0), frames, alines, samples)
+    if spec.startswith(("pacs://", "http://", "https://")):
+        # a study in a PACS: fetched into a temporary folder, then a file replay
+        from engine.hospital.retrieve import retrieve_pullback  # the [hospital] extra
+
+        return retrieve_pullback(spec)
     if spec.startswith("foreign:"):  # the validation-only renderer (its own geometries)
         from engine.synthetic.foreign import from_spec
 

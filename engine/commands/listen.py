@@ -45,8 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="calling AE title allowed to push (repeat; adds to [dicom] "
                         "allowed_calling_aes)")
     parser.add_argument("--allow-any", action="store_true", help="accept any calling AE title (testing)")
-    parser.add_argument("--to", action="append", default=[], metavar="AE@HOST:PORT",
-                        help="where the reports go (repeat; adds to [dicom] destinations)")
+    parser.add_argument("--to", action="append", default=[], metavar="AE@HOST:PORT|URL",
+                        help="where the reports go: a DICOM peer (C-STORE) or a DICOMweb service "
+                        "root http(s)://... (STOW-RS); repeat; adds to [dicom] destinations")
     parser.add_argument("--engine", default=None, help="control endpoint of a running engine "
                         "(default: start one)")
     parser.add_argument("--work", type=Path, default=Path("octguide-listen"),

@@ -1,5 +1,6 @@
-"""``octguide send FILE... --to AE@HOST:PORT [--outbox DIR]``: C-STORE DICOM files to a PACS
-through the persistent outbox (:mod:`engine.hospital.outbox`).
+"""``octguide send FILE... --to AE@HOST:PORT|http(s)://DICOMWEB-ROOT [--outbox DIR]``: store
+DICOM files on a PACS, by C-STORE or by STOW-RS to a DICOMweb URL, through the persistent outbox
+(:mod:`engine.hospital.outbox`).
 
 Every file is queued on disk before anything is sent; instances already queued or sent to that
 destination are not queued again (by SOP Instance UID). Failed attempts are retried with
@@ -15,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from engine.hospital.config import Destination, DicomConfig
+from engine.hospital.config import DicomConfig, parse_destination
 from engine.hospital.outbox import Outbox
 from streams.errors import OctguideError
 
@@ -28,11 +29,13 @@ class SendError(OctguideError):
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "send", help="C-STORE DICOM files to a PACS through the persistent outbox",
+        "send", help="C-STORE or STOW-RS DICOM files to a PACS through the persistent outbox",
         description="Queue DICOM files (SR, key images, any instance) in the on-disk outbox and "
-        "C-STORE them to AE@HOST:PORT, retrying with back-off; with no FILE, send what is pending.")
+        "store them on AE@HOST:PORT (C-STORE) or a DICOMweb service root http(s)://... (STOW-RS), "
+        "retrying with back-off; with no FILE, send what is pending.")
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE", help="DICOM files to send")
-    parser.add_argument("--to", required=True, help="destination AE@HOST:PORT")
+    parser.add_argument("--to", required=True, help="destination AE@HOST:PORT, or a DICOMweb "
+                        "service root such as http://127.0.0.1:8042/dicom-web")
     parser.add_argument("--outbox", type=Path, default=DEFAULT_OUTBOX,
                         help=f"outbox folder (default ./{DEFAULT_OUTBOX})")
     parser.add_argument("--ae", default="OCTGUIDE", help="calling AE title (default OCTGUIDE)")
@@ -48,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    destination = Destination.parse(args.to)
+    destination = parse_destination(args.to)
     config = DicomConfig(ae_title=args.ae, retry_initial_s=args.retry_initial,
                          retry_max_s=max(args.retry_max, args.retry_initial))
     with Outbox(args.outbox, config) as outbox:

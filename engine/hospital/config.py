@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -11,10 +12,11 @@ from streams.errors import OctguideError
 
 AE_TITLE_PATTERN = re.compile(r"[ -\[\]-~]{1,16}")  # 16 chars of the default repertoire, no backslash
 _DESTINATION = re.compile(r"(?P<ae>[^@]{1,16})@(?P<host>[^:@]+):(?P<port>\d{1,5})")
+_WEB_SCHEMES = ("http://", "https://")
 
 
 class DestinationError(OctguideError):
-    """A destination that is not ``AE@HOST:PORT``."""
+    """A destination that is neither ``AE@HOST:PORT`` nor a DICOMweb ``http(s)://`` URL."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,66 @@ class Destination:
 
 
 @dataclass(frozen=True)
+class WebDestination:
+    """A DICOMweb origin server: its service root (``http(s)://HOST[:PORT]/PATH``, the URL the
+    ``/studies`` resources hang off, e.g. Orthanc's ``http://127.0.0.1:8042/dicom-web``); reports
+    go to it by STOW-RS."""
+
+    url: str
+
+    @classmethod
+    def parse(cls, text: str) -> WebDestination:
+        """A DICOMweb service root; a trailing ``/`` is dropped (one spelling, one outbox key).
+
+        >>> WebDestination.parse("http://127.0.0.1:8042/dicom-web/")
+        WebDestination(url='http://127.0.0.1:8042/dicom-web')
+        >>> WebDestination.parse("http://127.0.0.1:8042/dicom-web/").port
+        8042
+        """
+        text = str(text).strip()
+        parts = urllib.parse.urlsplit(text)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if (parts.scheme not in ("http", "https") or not parts.hostname or port == -1
+                or parts.query or parts.fragment or any(c.isspace() for c in text)):
+            raise DestinationError(f"destination {text!r} is not a DICOMweb URL "
+                                   "http(s)://HOST[:PORT]/PATH (no query, no fragment)")
+        return cls(text.rstrip("/"))
+
+    @property
+    def host(self) -> str:
+        return str(urllib.parse.urlsplit(self.url).hostname)
+
+    @property
+    def port(self) -> int:
+        parts = urllib.parse.urlsplit(self.url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+AnyDestination = Destination | WebDestination
+
+
+def parse_destination(text: str | AnyDestination) -> AnyDestination:
+    """``AE@HOST:PORT`` (C-STORE) or a DICOMweb URL ``http(s)://...`` (STOW-RS).
+
+    >>> parse_destination("ORTHANC@127.0.0.1:4242")
+    Destination(ae_title='ORTHANC', host='127.0.0.1', port=4242)
+    >>> parse_destination("http://127.0.0.1:8042/dicom-web")
+    WebDestination(url='http://127.0.0.1:8042/dicom-web')
+    """
+    if isinstance(text, (Destination, WebDestination)):
+        return text
+    if str(text).strip().lower().startswith(_WEB_SCHEMES):
+        return WebDestination.parse(text)
+    return Destination.parse(text)
+
+
+@dataclass(frozen=True)
 class DicomConfig:
     """``[dicom]``: what the engine writes and where it sends it.
 
@@ -51,7 +113,8 @@ class DicomConfig:
     write_sr : bool
         Write the SR (and key images where the pixels are at hand) for every completed pullback.
     destinations : tuple of str
-        ``AE@HOST:PORT`` peers that receive every report (C-STORE through the outbox).
+        Where every report goes, through the outbox: ``AE@HOST:PORT`` (C-STORE) or a DICOMweb
+        service root ``http(s)://HOST:PORT/PATH`` (STOW-RS).
     ae_title : str
         octguide's own AE title (calling AE when sending, called AE when listening).
     allowed_calling_aes : tuple of str
@@ -78,14 +141,14 @@ class DicomConfig:
         if not AE_TITLE_PATTERN.fullmatch(self.ae_title):
             raise DestinationError(f"ae_title {self.ae_title!r} is not a DICOM AE title")
         for destination in self.destinations:
-            Destination.parse(destination)
+            parse_destination(destination)
         if not (0 < self.retry_initial_s <= self.retry_max_s):
             raise DestinationError("retry_initial_s must be positive and at most retry_max_s")
         if self.max_attempts < 1:
             raise DestinationError("max_attempts must be at least 1")
 
-    def parsed_destinations(self) -> list[Destination]:
-        return [Destination.parse(d) for d in self.destinations]
+    def parsed_destinations(self) -> list[AnyDestination]:
+        return [parse_destination(d) for d in self.destinations]
 
 
 def dicom_config(cfg: Any) -> DicomConfig:

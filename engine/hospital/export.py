@@ -11,11 +11,11 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from engine.hospital.key_images import build_key_images
+from engine.hospital.key_images import key_images as make_key_images
 from engine.hospital.source import SourceInstance
 from engine.hospital.sr import ReportError, build_report
 from streams.files.io import read_pullback, sniff_format
-from streams.pullback import Pullback
+from streams.pullback import FrameSource, Pullback
 
 
 def load_results(results_dir: str | os.PathLike) -> tuple[dict, list[dict]]:
@@ -52,12 +52,13 @@ def load_results(results_dir: str | os.PathLike) -> tuple[dict, list[dict]]:
 
 def source_instance(source: Any, pullback: dict) -> SourceInstance:
     """The source instance for a report: a DICOM file's header, or a synthetic stand-in when
-    the pullback came without one (``None`` or a :class:`Pullback` read from another format)."""
+    the pullback came without one (``None``, a :class:`Pullback` read from another format or
+    rendered, the frames kept from a wire pullback)."""
     if isinstance(source, (str, os.PathLike)):
         return SourceInstance.from_file(source)
     n_frames = int(pullback.get("n_frames") or 0)
     rows = columns = 1
-    if isinstance(source, Pullback):
+    if isinstance(source, FrameSource):
         n_frames = len(source)
         rows, columns = source.geometry.n_alines, source.geometry.n_samples
     return SourceInstance.synthetic_for(str(pullback.get("pullback_id")), max(n_frames, 1), rows, columns)
@@ -97,10 +98,13 @@ def write_pullback_dicom(results_dir: str | os.PathLike, source_dicom_or_None: A
     ----------
     results_dir : path
         The pullback's results folder (``pullback.json``, ``frames.jsonl``).
-    source_dicom_or_None : path, Pullback or None
+    source_dicom_or_None : path, FrameSource or None
         The source IVOCT file (its header gives patient, study and the referenced instance; its
-        pixels the key images), an in-memory :class:`Pullback` (phantom: synthetic UIDs, key
-        images), or None (frames that came over the wire: synthetic UIDs, no key images).
+        pixels the key images); or the pixels of a pullback that has no DICOM instance (a wire
+        pullback: the :class:`~engine.hospital.wire_frames.KeptFrames` of a
+        :class:`~engine.hospital.wire_frames.KeyFrameKeeper`, or an in-memory
+        :class:`Pullback`): a new study and series, key images from those frames, the SR's groups
+        referencing the key images; or None (no pixels: the SR alone).
     cfg : Config or DicomConfig, optional
         Unused for the files themselves; accepted so every caller passes its configuration.
 
@@ -113,21 +117,27 @@ def write_pullback_dicom(results_dir: str | os.PathLike, source_dicom_or_None: A
     folder = Path(results_dir)
     pullback, records = load_results(folder)
     instance = source_instance(source_dicom_or_None, pullback)
-    pixels = source_dicom_or_None if isinstance(source_dicom_or_None, Pullback) else None
+    pixels = source_dicom_or_None if isinstance(source_dicom_or_None, FrameSource) else None
     if isinstance(source_dicom_or_None, (str, os.PathLike)):
         pixels = read_pullback(source_dicom_or_None)
-    key_images = build_key_images(pullback, records, pixels, instance) if pixels is not None else []
+    keys = make_key_images(pullback, records, pixels, instance) if pixels is not None else []
     out = folder / "dicom"
-    paths = [save_dataset(build_report(pullback, records, instance, key_images=key_images),
-                          out / "sr.dcm")]
-    paths.extend(save_dataset(image, out / f"key_{n}.dcm") for n, image in enumerate(key_images, 1))
+    images = [k.dataset for k in keys]
+    report = build_report(pullback, records, instance, key_images=images,
+                          key_image_frames=[k.frame for k in keys])
+    paths = [save_dataset(report, out / "sr.dcm")]
+    paths.extend(save_dataset(image, out / f"key_{n}.dcm") for n, image in enumerate(images, 1))
     return paths
 
 
 def report_source(spec: str, pullback: Pullback) -> Any:
     """What :func:`write_pullback_dicom` should take for a replayed ``PULLBACK`` argument: the
-    DICOM file itself (its patient, study and UIDs), else the in-memory pullback (phantom,
-    ``.oct.h5``: synthetic UIDs, key images from its frames)."""
+    DICOM file itself (its patient, study and UIDs; for ``pacs://`` and WADO-RS the retrieved
+    file, so the SR joins the PACS's study), else the in-memory pullback (phantom, ``.oct.h5``:
+    a new study, key images from its frames)."""
     if not spec.startswith("phantom:") and Path(spec).is_file() and sniff_format(spec) == "dicom":
         return Path(spec)
+    retrieved = pullback.attributes.get("source_file")
+    if pullback.attributes.get("source_format") == "dicom" and retrieved and Path(retrieved).is_file():
+        return Path(retrieved)
     return pullback

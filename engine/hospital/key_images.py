@@ -5,12 +5,20 @@ in, as DICOM Secondary Capture instances (RGB, 8 bits) the SR lists in its Image
 Secondary Capture rather than Multi-frame True Color SC: each key image is one frame with its
 own caption and its own reason to be looked at; one single-frame instance per image is what
 PACS viewers show as a thumbnail each and what the SR references one by one.
+
+A pullback with a DICOM source: the key images join its study and name the IVOCT frame in their
+Source Image Sequence. A wire pullback (frames over ZeroMQ, or a phantom: no DICOM instance
+exists, :mod:`engine.hospital.wire_frames`): they start a new study and series (UIDs derived from
+the pullback id), carry no Source Image Sequence (there is nothing to point at), and say which
+frame of which pullback they show in Derivation Description and Image Comments; the SR's groups
+on those frames reference the key images instead (docs/dicom_sr.md).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -21,7 +29,7 @@ from engine import __version__
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, ScanConverter
 from engine.display.overlay import build_overlay, burn_overlay, display_grey
 from engine.hospital.source import SourceInstance
-from streams.pullback import Pullback
+from streams.pullback import FrameSource
 
 KEY_IMAGE_SERIES_NUMBER = 901
 NOTICE = "NOT A MEDICAL DEVICE - engineering software, synthetic training data"
@@ -50,7 +58,7 @@ def key_frames(pullback: dict, records: Sequence[dict]) -> list[tuple[str, int]]
     return [(label, f) for label, f in picks if not (f in seen or seen.add(f))]
 
 
-def render_key_image(pullback: Pullback, record: dict, caption: str, grid: CartesianGrid,
+def render_key_image(pullback: FrameSource, record: dict, caption: str, grid: CartesianGrid,
                      converter: ScanConverter) -> np.ndarray:
     """``(N, N, 3)`` uint8 RGB: the frame scan-converted, overlay and captions burned in."""
     frame = pullback.frame(int(record["frame"]))
@@ -110,17 +118,22 @@ def key_image_dataset(rgb: np.ndarray, source: SourceInstance, label: str, frame
     ds.ImageType = ["DERIVED", "SECONDARY"]
     ds.BurnedInAnnotation = "YES"
     ds.ImageComments = f"octguide key image: {label}, frame {frame} of pullback {pullback_id}"
-    ds.DerivationDescription = (f"{label}: frame {frame + 1} of {source.sop_instance_uid}, "
-                                "scan converted, overlay burned in")
+    if source.synthetic:
+        ds.DerivationDescription = (f"{label}: frame {frame + 1} of wire pullback {pullback_id} "
+                                    "(no DICOM source instance), scan converted, overlay burned in")
+    else:
+        ds.DerivationDescription = (f"{label}: frame {frame + 1} of {source.sop_instance_uid}, "
+                                    "scan converted, overlay burned in")
     ds.NominalScannedPixelSpacing = [pixel_mm, pixel_mm]
     ds.PixelSpacing = [pixel_mm, pixel_mm]
     ds.PixelSpacingCalibrationType = "FIDUCIAL"
     ds.PixelSpacingCalibrationDescription = "the display grid of the scan conversion"
-    source_item = Dataset()
-    source_item.ReferencedSOPClassUID = source.sop_class_uid
-    source_item.ReferencedSOPInstanceUID = source.sop_instance_uid
-    source_item.ReferencedFrameNumber = frame + 1
-    ds.SourceImageSequence = [source_item]
+    if not source.synthetic:  # a wire pullback has no instance to point at
+        source_item = Dataset()
+        source_item.ReferencedSOPClassUID = source.sop_class_uid
+        source_item.ReferencedSOPInstanceUID = source.sop_instance_uid
+        source_item.ReferencedFrameNumber = frame + 1
+        ds.SourceImageSequence = [source_item]
     ds.SamplesPerPixel = 3
     ds.PhotometricInterpretation = "RGB"
     ds.PlanarConfiguration = 0
@@ -137,12 +150,36 @@ def key_image_dataset(rgb: np.ndarray, source: SourceInstance, label: str, frame
     return ds
 
 
-def build_key_images(pullback_json: dict, records: Sequence[dict], pullback: Pullback,
+@dataclass(frozen=True)
+class KeyImage:
+    """One key image: why (``label``), which 0-based ``frame``, and the instance."""
+
+    label: str
+    frame: int
+    dataset: Dataset
+
+
+def _has_frame(pullback: FrameSource, index: int) -> bool:
+    """Whether the source holds frame ``index`` (a keeper of wire frames holds only a few)."""
+    if not 0 <= index < len(pullback):
+        return False
+    contains = getattr(pullback, "__contains__", None)
+    return contains(index) if contains is not None else True
+
+
+def build_key_images(pullback_json: dict, records: Sequence[dict], pullback: FrameSource,
                      source: SourceInstance, size_px: int = 512, fov_mm: float = 10.0) -> list[Dataset]:
     """The key image instances of an analysed pullback (empty when no key frame is known)."""
+    return [k.dataset for k in key_images(pullback_json, records, pullback, source, size_px, fov_mm)]
+
+
+def key_images(pullback_json: dict, records: Sequence[dict], pullback: FrameSource,
+               source: SourceInstance, size_px: int = 512, fov_mm: float = 10.0) -> list[KeyImage]:
+    """:func:`build_key_images` with each image's label and frame. A key frame the pixels do
+    not hold (not kept from a wire pullback) is left out."""
     by_frame = {int(r["frame"]): r for r in records}
     picks = [(label, f) for label, f in key_frames(pullback_json, records)
-             if f in by_frame and 0 <= f < len(pullback)]
+             if f in by_frame and _has_frame(pullback, f)]
     if not picks:
         return []
     grid = CartesianGrid(size_px, fov_mm)
@@ -154,8 +191,8 @@ def build_key_images(pullback_json: dict, records: Sequence[dict], pullback: Pul
             record = by_frame[frame]
             rgb = render_key_image(pullback, record, caption(label, frame, pullback_json, record),
                                    grid, converter)
-            images.append(key_image_dataset(rgb, source, label, frame, number, grid.pixel_mm,
-                                            str(pullback_json.get("pullback_id"))))
+            images.append(KeyImage(label, frame, key_image_dataset(
+                rgb, source, label, frame, number, grid.pixel_mm, str(pullback_json.get("pullback_id")))))
         return images
     finally:
         converter.stop()

@@ -9,6 +9,10 @@ between the PACS's answer and that commit resends the instance after restart und
 Instance UID; DICOM makes that the same instance, which a PACS stores once (Orthanc: ignored as a
 duplicate), so it arrives exactly once.
 
+A destination is a DICOM peer (``AE@HOST:PORT``: C-STORE, one association per pass) or a
+DICOMweb service root (``http(s)://...``: STOW-RS, one request per instance,
+:mod:`engine.hospital.stow`); both go through the same rows, back-off and audit.
+
 Each attempt (success, failure status, no association) is a ``send`` or ``failure`` row in the
 audit log. Failed attempts are retried with exponential back-off (``retry_initial_s`` doubling up
 to ``retry_max_s``); after ``max_attempts`` the entry is ``failed`` and stays on disk, reported.
@@ -35,7 +39,14 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
 from engine.hospital.audit import AuditLog
-from engine.hospital.config import Destination, DicomConfig
+from engine.hospital.config import (
+    AnyDestination,
+    Destination,
+    DicomConfig,
+    WebDestination,
+    parse_destination,
+)
+from engine.hospital.stow import stow_instance, web_client
 from streams.errors import OctguideError
 
 log = logging.getLogger(__name__)
@@ -60,7 +71,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
-def _unreachable(destination: Destination, timeout_s: float = 5.0) -> str | None:
+def _unreachable(destination: AnyDestination, timeout_s: float = 5.0) -> str | None:
     """Why the destination's TCP port does not answer, or None. Checked before associating
     because pynetdicom leaves its socket open when the connection is refused."""
     try:
@@ -127,10 +138,10 @@ class Outbox:
         self.close()
 
     # --- queueing ---------------------------------------------------------------------------
-    def enqueue(self, path: str | os.PathLike, destination: Destination | str) -> bool:
-        """Queue one DICOM file for ``destination``; False when that instance is already queued
-        or sent there (nothing is sent twice)."""
-        destination = Destination.parse(str(destination))
+    def enqueue(self, path: str | os.PathLike, destination: AnyDestination | str) -> bool:
+        """Queue one DICOM file for ``destination`` (``AE@HOST:PORT`` or a DICOMweb URL); False
+        when that instance is already queued or sent there (nothing is sent twice)."""
+        destination = parse_destination(destination)
         path = Path(path)
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
@@ -173,7 +184,8 @@ class Outbox:
     def _backoff_s(self, attempts: int) -> float:
         return min(self.config.retry_max_s, self.config.retry_initial_s * 2.0 ** max(attempts - 1, 0))
 
-    def _finish(self, entry: Entry, stored: bool, result: str, permanent: bool = False) -> None:
+    def _finish(self, entry: Entry, stored: bool, result: str, permanent: bool = False,
+                method: str = "C-STORE") -> None:
         attempts = entry.attempts + 1
         now = time.time()
         if stored:
@@ -191,7 +203,7 @@ class Outbox:
                  entry.destination))
         self.audit.record("send" if stored else "failure", entry.destination,
                           [entry.sop_instance_uid], "ok" if stored else result,
-                          f"C-STORE attempt {attempts}" + (f"; {state}" if state == "failed" else
+                          f"{method} attempt {attempts}" + (f"; {state}" if state == "failed" else
                                                            "" if stored else
                                                            f"; retry in {next_at - now:.1f} s"))
 
@@ -212,7 +224,11 @@ class Outbox:
                 due.setdefault(entry.destination, []).append(entry)
         counts = {"sent": 0, "failed_attempts": 0}
         for destination, entries in due.items():
-            sent = self._send_to(Destination.parse(destination), entries, before_each)
+            target = parse_destination(destination)
+            if isinstance(target, WebDestination):
+                sent = self._stow_to(target, entries, before_each)
+            else:
+                sent = self._send_to(target, entries, before_each)
             counts["sent"] += sent
             counts["failed_attempts"] += len(entries) - sent
         return counts
@@ -265,6 +281,26 @@ class Outbox:
         finally:
             if assoc.is_established:
                 assoc.release()
+        return sent
+
+    def _stow_to(self, destination: WebDestination, entries: list[Entry],
+                 before_each: Callable[[Entry], None] | None) -> int:
+        unreachable = _unreachable(destination)
+        if unreachable:
+            for entry in entries:
+                self._finish(entry, False, f"no connection (PACS unreachable: {unreachable}) "
+                             f"with {destination}", method="STOW-RS")
+            return 0
+        client = web_client(destination)
+        sent = 0
+        for entry in entries:
+            if before_each is not None:
+                before_each(entry)
+            self._mark_sending([entry])
+            verdict = stow_instance(client, Path(entry.file), entry.sop_instance_uid)
+            self._finish(entry, verdict.stored, verdict.result, permanent=verdict.permanent,
+                         method="STOW-RS")
+            sent += verdict.stored
         return sent
 
     def drain(self, timeout_s: float, before_each: Callable[[Entry], None] | None = None) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,14 +212,30 @@ def _measurements(data: dict, items: Iterable[Item]) -> list[Measurement]:
     return out
 
 
+KeyImagesByFrame = Mapping[int, Dataset]
+
+
+def _source_images(source: SourceInstance, frame: Any,
+                   key_images: KeyImagesByFrame) -> list[SourceImageForMeasurementGroup] | None:
+    """What a group measured on ``frame`` references: the frame of the IVOCT instance; for a
+    wire pullback (no instance) the key image of that frame, if it has one, else nothing."""
+    if not isinstance(frame, int) or isinstance(frame, bool) or not 0 <= frame < source.n_frames:
+        return None
+    if not source.synthetic:
+        return [SourceImageForMeasurementGroup(source.sop_class_uid, source.sop_instance_uid,
+                                               referenced_frame_numbers=[frame + 1])]
+    image = key_images.get(frame)
+    if image is None:
+        return None
+    return [SourceImageForMeasurementGroup(image.SOPClassUID, image.SOPInstanceUID)]
+
+
 def _group(tracking_id: str, finding_type: Code, algorithm: AlgorithmIdentification,
            measurements: list[Measurement], source: SourceInstance, frame: Any,
            evaluations: list[QualitativeEvaluation] | None = None,
-           texts: Iterable[tuple[Code, str]] = ()) -> MeasurementsAndQualitativeEvaluations:
-    sources = None
-    if isinstance(frame, int) and not isinstance(frame, bool) and 0 <= frame < source.n_frames:
-        sources = [SourceImageForMeasurementGroup(source.sop_class_uid, source.sop_instance_uid,
-                                                  referenced_frame_numbers=[frame + 1])]
+           texts: Iterable[tuple[Code, str]] = (),
+           key_images: KeyImagesByFrame | None = None) -> MeasurementsAndQualitativeEvaluations:
+    sources = _source_images(source, frame, key_images or {})
     group = MeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(uid=source.derived_uid(tracking_id),
                                                identifier=tracking_id),
@@ -242,8 +258,9 @@ def _short_text(text: str) -> str:
     return " ".join(str(text).split())[:1024] or "-"
 
 
-def pullback_groups(pullback: dict, source: SourceInstance,
-                    algorithm: AlgorithmIdentification) -> list[MeasurementsAndQualitativeEvaluations]:
+def pullback_groups(pullback: dict, source: SourceInstance, algorithm: AlgorithmIdentification,
+                    key_images: KeyImagesByFrame | None = None,
+                    ) -> list[MeasurementsAndQualitativeEvaluations]:
     """The pullback-level measurement groups (MLA, references, calcium, sizing or post-PCI
     expansion and malapposition) and the summary group with the warnings as text."""
     groups = []
@@ -267,19 +284,30 @@ def pullback_groups(pullback: dict, source: SourceInstance,
             continue
         groups.append(_group(tracking_id, finding, algorithm, measurements, source,
                              _lookup(pullback, _GROUP_FRAME.get(tracking_id, ("-",))),
-                             evaluations, texts))
+                             evaluations, texts, key_images))
     summary_texts = [(c.WARNING, w) for w in pullback.get("warnings") or ()]
     summary_texts.append((c.COMMENT, f"pullback {pullback.get('pullback_id')}: status "
                           f"{pullback.get('status')}" + (f" ({pullback['reason']})"
                                                          if pullback.get("reason") else "")))
+    if source.synthetic:
+        summary_texts.append((c.COMMENT, wire_reference_note(pullback)))
     summary_texts.append((c.NOT_A_MEDICAL_DEVICE, NOT_A_MEDICAL_DEVICE))
     groups.append(_group("pullback", c.ENTIRE_PULLBACK, algorithm, [], source, None,
                          texts=summary_texts))
     return groups
 
 
-def frame_group(record: dict, source: SourceInstance,
-                algorithm: AlgorithmIdentification) -> MeasurementsAndQualitativeEvaluations:
+def wire_reference_note(pullback: dict) -> str:
+    """The summary's comment for a pullback with no DICOM source: how its frames are named."""
+    return (f"frames of pullback {pullback.get('pullback_id')} arrived over the octguide wire "
+            "protocol: no DICOM instance holds them. Each frame group names its frame by its "
+            "tracking identifier 'frame N' (N = 0-based acquisition index); groups measured on a "
+            "key frame reference that frame's key image (Secondary Capture, series 'octguide key "
+            "images'), the only instances this report can point at.")
+
+
+def frame_group(record: dict, source: SourceInstance, algorithm: AlgorithmIdentification,
+                key_images: KeyImagesByFrame | None = None) -> MeasurementsAndQualitativeEvaluations:
     """One frame's group; a frame that is not ``ok`` says why and carries no numbers."""
     index = int(record["frame"])
     status = record.get("status")
@@ -287,16 +315,18 @@ def frame_group(record: dict, source: SourceInstance,
     if status != "ok":
         reason = record.get("reason") or str(status)
         return _group(frame_group_id(index), c.MEASUREMENT_GROUP_FRAME, algorithm, [], source,
-                      index, evaluations, [(c.COMMENT, reason)])
+                      index, evaluations, [(c.COMMENT, reason)], key_images)
     lipid = record.get("lipid") or {}
     if isinstance(lipid.get("tcfa"), bool):
         evaluations.append(QualitativeEvaluation(c.TCFA, c.YES if lipid["tcfa"] else c.NO))
     return _group(frame_group_id(index), c.MEASUREMENT_GROUP_FRAME, algorithm,
-                  _measurements(frame_values(record), _FRAME_ITEMS), source, index, evaluations)
+                  _measurements(frame_values(record), _FRAME_ITEMS), source, index, evaluations,
+                  key_images=key_images)
 
 
 def build_report(pullback: dict, records: Sequence[dict], source: SourceInstance, *,
-                 key_images: Sequence[Dataset] = (), now: dt.datetime | None = None) -> hd.sr.EnhancedSR:
+                 key_images: Sequence[Dataset] = (), now: dt.datetime | None = None,
+                 key_image_frames: Sequence[int] = ()) -> hd.sr.EnhancedSR:
     """The Enhanced SR (TID 1500) of one analysed pullback.
 
     Parameters
@@ -308,6 +338,10 @@ def build_report(pullback: dict, records: Sequence[dict], source: SourceInstance
         frame group references its frame in it (Referenced Frame Number = frame index + 1).
     key_images : list of Dataset
         Key image instances (:mod:`engine.hospital.key_images`), listed in the Image Library.
+    key_image_frames : list of int
+        The 0-based frame each key image shows (same order). For a wire pullback (a synthetic
+        ``source``: no DICOM instance exists) the groups measured on those frames reference the
+        key images, no group references the stand-in instance, and the summary says so.
     """
     if not isinstance(pullback, dict) or "pullback_id" not in pullback:
         raise ReportError("pullback.json has no pullback_id: not an octguide results file")
@@ -317,17 +351,24 @@ def build_report(pullback: dict, records: Sequence[dict], source: SourceInstance
         observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
             uid=source.derived_uid("device"), name=f"octguide {__version__}",
             manufacturer_name="octguide", model_name="octguide"))
-    groups = pullback_groups(pullback, source, algorithm)
-    groups.extend(frame_group(r, source, algorithm) for r in records)
+    by_frame = dict(zip(key_image_frames, key_images, strict=False))
+    groups = pullback_groups(pullback, source, algorithm, by_frame)
+    frame_groups = [frame_group(r, source, algorithm, by_frame) for r in records]
+    # a wire pullback's stand-in instance exists nowhere: only its key images are evidence
+    evidence = [*key_images] if source.synthetic else [source.header, *key_images]
     report = MeasurementReport(
         observation_context=ObservationContext(observer_device_context=device),
         procedure_reported=c.IVOCT_PROCEDURE,
         imaging_measurements=groups,
-        referenced_images=[source.header, *key_images] if key_images else [source.header],
+        referenced_images=evidence or None,
     )
     moment = now or dt.datetime.now()
+    # The SR is built around the pullback-level groups, the per-frame groups (built and validated
+    # by highdicom above) are appended after: EnhancedSR deep-copies, re-parses and searches its
+    # whole content tree, 70 % of the report's time at 200 frames, and the frame groups change
+    # none of what it derives (they reference only instances of the Image Library, the evidence).
     sr = hd.sr.EnhancedSR(
-        evidence=[source.header, *key_images],
+        evidence=[source.header, *key_images],  # the header gives patient and study
         content=report[0],
         series_instance_uid=source.derived_uid("sr-series"),
         series_number=SR_SERIES_NUMBER,
@@ -339,8 +380,36 @@ def build_report(pullback: dict, records: Sequence[dict], source: SourceInstance
         content_date=moment.date(), content_time=moment.time(),
         software_versions=f"octguide {__version__}",
     )
+    measurements = next(item for item in sr.ContentSequence
+                        if item.ConceptNameCodeSequence[0].CodeValue == "126010")
+    for group in frame_groups:
+        measurements.ContentSequence.extend(group)
+    if source.synthetic:
+        _drop_evidence(sr, str(source.sop_instance_uid))
     sr.CodingSchemeIdentificationSequence = [private_coding_scheme()]
     return sr
+
+
+def _drop_evidence(sr: Dataset, sop_instance_uid: str) -> None:
+    """Take an instance that exists nowhere (a wire pullback's stand-in) out of the evidence
+    sequences highdicom filled from its ``evidence`` (every same-study instance goes there); a
+    sequence left empty is removed (type 1C: present only when instances are referenced)."""
+    for keyword in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
+        studies = sr.get(keyword)
+        if studies is None:
+            continue
+        for study in studies:
+            for series in study.ReferencedSeriesSequence:
+                series.ReferencedSOPSequence = [
+                    i for i in series.ReferencedSOPSequence
+                    if str(i.ReferencedSOPInstanceUID) != sop_instance_uid]
+            study.ReferencedSeriesSequence = [
+                s for s in study.ReferencedSeriesSequence if len(s.ReferencedSOPSequence)]
+        kept = [study for study in studies if len(study.ReferencedSeriesSequence)]
+        if kept:
+            setattr(sr, keyword, kept)
+        else:
+            delattr(sr, keyword)
 
 
 def private_coding_scheme() -> Dataset:

@@ -86,7 +86,10 @@ def _dicomweb_instance(orthanc: Orthanc, study: str, series: str, sop: str) -> p
 
 
 def run_end_to_end(folder: Path, orthanc: Orthanc, frames: int, alines: int, samples: int,
-                   scenario: str = "stented-malapposed", timeout_s: float = 600.0) -> Outcome:
+                   scenario: str = "stented-malapposed", timeout_s: float = 600.0,
+                   via: str = "dimse") -> Outcome:
+    """``via``: the reports go to Orthanc by C-STORE (``dimse``) or STOW-RS (``dicomweb``)."""
+    to = orthanc.dicomweb_url if via == "dicomweb" else orthanc.destination
     pullback = generate_pullback(scenario, seed=2, n_frames=frames, n_alines=alines,
                                  n_samples=samples, frame_rate_hz=180.0)
     source = folder / "pullback.dcm"
@@ -99,7 +102,7 @@ def run_end_to_end(folder: Path, orthanc: Orthanc, frames: int, alines: int, sam
     with open(log_path, "wb") as log:
         listen = subprocess.Popen(
             [sys.executable, "-m", "engine.commands.cli", "listen", "--port", str(port),
-             "--allow", "CONSOLE", "--to", orthanc.destination, "--work", str(work)],
+             "--allow", "CONSOLE", "--to", to, "--work", str(work)],
             env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120

@@ -34,6 +34,14 @@ def test_a_pullback_pushed_to_listen_reaches_orthanc_as_an_sr_with_its_numbers(o
     check(outcome, 8)
 
 
+@pytest.mark.slow  # ~80 s on a loaded 2-core VM; the STOW-RS outbox itself: test_stow.py (seconds)
+def test_the_reports_reach_orthanc_by_stow_rs_when_the_destination_is_a_dicomweb_url(orthanc, tmp_path):
+    outcome = run_end_to_end(tmp_path, orthanc, frames=8, alines=128, samples=256, via="dicomweb")
+    check(outcome, 8)
+    sends = [r for r in outcome.audit if r["event"] == "send"]
+    assert sends and all(r["who"] == orthanc.dicomweb_url and "STOW-RS" in r["detail"] for r in sends)
+
+
 @pytest.mark.slow
 def test_the_bundled_200_frame_phantom_end_to_end(orthanc, tmp_path):
     outcome = run_end_to_end(tmp_path, orthanc, frames=200, alines=500, samples=1000,

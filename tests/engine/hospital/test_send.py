@@ -78,11 +78,13 @@ def test_instances_queued_while_the_pacs_is_down_arrive_exactly_once(tmp_path):
         assert all(e.state == "sent" for e in outbox.entries())
 
 
-def test_a_sender_killed_mid_outbox_sends_the_rest_once_after_restart(orthanc, tmp_path):
+@pytest.mark.parametrize("via", ["c-store", "stow-rs"])
+def test_a_sender_killed_mid_outbox_sends_the_rest_once_after_restart(orthanc, tmp_path, via):
     files = instances(tmp_path / "in", 8)
     outbox = tmp_path / "outbox"
+    to = orthanc.destination if via == "c-store" else orthanc.dicomweb_url
     command = [sys.executable, "-m", "engine.commands.cli", "send", *[str(p) for p, _ in files],
-               "--to", orthanc.destination, "--outbox", str(outbox), "--pace", "0.4"]
+               "--to", to, "--outbox", str(outbox), "--pace", "0.4"]
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     errors = tmp_path / "sender.err"
     with open(errors, "wb") as stderr:
@@ -96,7 +98,7 @@ def test_a_sender_killed_mid_outbox_sends_the_rest_once_after_restart(orthanc, t
     child.wait()
     stored_before = len(orthanc.sop_instance_uids())
     assert stored_before < len(files)
-    restart = subprocess.run(command[:4] + ["--to", orthanc.destination, "--outbox", str(outbox)],
+    restart = subprocess.run(command[:4] + ["--to", to, "--outbox", str(outbox)],
                              check=False, env=env, capture_output=True, text=True, timeout=120)
     assert restart.returncode == 0, restart.stderr
     uids = orthanc.sop_instance_uids()
@@ -114,3 +116,7 @@ def test_files_that_are_not_dicom_are_refused_in_one_line(tmp_path):
     with Outbox(tmp_path / "outbox") as outbox, pytest.raises(OutboxError) as info:
         outbox.enqueue(bad, "PACS@127.0.0.1:104")
     assert "\n" not in str(info.value)
+
+
+def test_the_test_orthanc_listens_on_loopback_only(orthanc):
+    assert orthanc.listening() == {"http": {"127.0.0.1"}, "dicom": {"127.0.0.1"}}

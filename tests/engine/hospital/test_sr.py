@@ -17,6 +17,8 @@ from engine.hospital.sr import (
     report_numbers,
     report_texts,
 )
+from engine.synthetic.phantom import generate_pullback
+from streams.files.dicom import write_dicom
 from tests.engine.hospital.conftest import CONFIG_HASH, MODEL, dciodvfy_errors
 
 
@@ -59,14 +61,29 @@ def test_frames_not_measured_say_why_and_carry_no_numbers(report):
     assert any(code == c.NOT_A_MEDICAL_DEVICE.value for code, _ in texts["pullback"])
 
 
-def test_every_frame_group_references_its_source_frame(results_dir, report):
+def test_every_frame_group_references_its_source_frame(results_dir, tmp_path):
     pullback, _ = load_results(results_dir)
-    source = source_instance(None, pullback)
+    source_path = tmp_path / "source.dcm"
+    write_dicom(generate_pullback("calcified", seed=1, n_frames=6, n_alines=16, n_samples=128,
+                                  frame_rate_hz=180.0), source_path)
+    report = pydicom.dcmread(write_report(results_dir, source_path, tmp_path / "sr.dcm"))
+    source = source_instance(source_path, pullback)
     refs = {name: (uid, number) for name, uid, number in frame_references(report)}
     for index in range(6):
         assert refs[f"frame {index}"] == (source.sop_instance_uid, index + 1)
     assert refs["MLA"] == (source.sop_instance_uid, pullback["mla"]["frame"] + 1)
+    assert report.StudyInstanceUID == source.header.StudyInstanceUID
+
+
+def test_without_a_dicom_source_nothing_references_the_stand_in(results_dir, report):
+    pullback, _ = load_results(results_dir)
+    stand_in = str(source_instance(None, pullback).sop_instance_uid)
+    assert list(frame_references(report)) == []
+    assert stand_in not in str(report)
+    assert "CurrentRequestedProcedureEvidenceSequence" not in report
     assert report.PatientID == "OCTGUIDE-SYNTHETIC"
+    assert any(code == c.COMMENT.value and "wire protocol" in text
+               for code, text in report_texts(report)["pullback"])
 
 
 def test_every_group_names_the_algorithm_model_and_config(report):
