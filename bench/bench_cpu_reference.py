@@ -40,6 +40,7 @@ from engine.clinical import kernels
 from engine.compute.benchmarking import machine_info
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, ScanConverter
 from engine.config import Config
+from engine.display import kernels as display_kernels
 from engine.display.overlay import build_overlay, burn_overlay, display_grey
 from engine.synthetic.phantom import generate_pullback
 from tests.engine.analysis.test_struts_numpy import reference_detect_metal
@@ -86,6 +87,7 @@ def run_benchmark(frames: int, repeats: int) -> dict:
     grey_out, bgr_out = np.empty((n, n), np.uint8), np.empty((n, n, 3), np.uint8)
     kernels.warm_up()
     struts.warm_up()
+    display_kernels.warm_up()
     samples = {f"{stage}_{impl}_{clock}": [] for stage in ("metal", "measure", "render")
                for impl in ("old", "new") for clock in ("wall", "cpu")}
     mismatches = 0

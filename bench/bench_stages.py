@@ -59,6 +59,7 @@ from engine.clinical import kernels as clinical_kernels
 from engine.compute.benchmarking import machine_info
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, ScanConverter
 from engine.config import Config
+from engine.display import kernels as display_kernels
 from engine.display.overlay import build_overlay, burn_overlay, display_grey
 from engine.synthetic.phantom import generate_pullback
 from streams.wire.protocol import dumps
@@ -154,6 +155,7 @@ def run_benchmark(frames: int, repeats: int, threads: int, precision: str, slowd
                "bgr": np.empty((n, n, 3), np.uint8)}
     clinical_kernels.warm_up()
     struts.warm_up()
+    display_kernels.warm_up()
     timings: dict[str, list[float]] = {name: [] for name in STAGES}
     naive: list[float] = []
     load_before = os.getloadavg()[0]
