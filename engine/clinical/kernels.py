@@ -269,6 +269,20 @@ def circular_running_median(values, width):
     return out
 
 
+@numba.njit(cache=True)
+def pack_masks(masks, out):
+    """``out = sum(masks[i] << i)``: bit ``i`` of each uint8 of ``out`` is mask ``i`` (up to 8
+    bool masks of ``out``'s shape), in one pass."""
+    n_rows, n_cols = out.shape
+    for r in range(n_rows):
+        for c in range(n_cols):
+            v = 0
+            for i in range(len(masks)):
+                if masks[i][r, c]:
+                    v |= 1 << i
+            out[r, c] = v
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel on tiny inputs, before the first frame."""
     t = np.linspace(0.0, _TWO_PI, 8, endpoint=False)
@@ -277,6 +291,9 @@ def warm_up() -> None:
     radii_about_point(x, y, 0.0, 0.0, 8, 1e-9, 1e-9)
     circular_running_median(np.ones(8), 3)
     labels = np.ones((4, 4), dtype=np.uint8)
+    flags = labels.astype(np.bool_)
+    pack_masks((flags, flags, flags), labels)
+    pack_masks((flags, flags, flags, flags), labels)
     lut = np.zeros(256, dtype=np.uint8)
     lut[1] = 1
     first_col, last_col = channel_row_extents(labels, lut, 1)

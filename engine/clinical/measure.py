@@ -155,12 +155,13 @@ def measure_plaque(
     holding a class map saves the packing with :func:`measure_plaque_labels`.
     """
     named = [masks[name] for name in PLAQUE_TYPES] + ([] if wall_mask is None else [wall_mask])
-    shape = np.shape(named[0])
-    bits = np.zeros(shape, dtype=np.uint8)
-    for channel, mask in enumerate(named):
-        if np.shape(mask) != shape:
-            raise ValueError(f"plaque and wall masks must share one shape, got {np.shape(mask)} and {shape}")
-        bits |= np.asarray(mask, dtype=bool).view(np.uint8) << np.uint8(channel)
+    named = [np.asarray(mask, dtype=bool) for mask in named]
+    shape = named[0].shape
+    for mask in named:
+        if mask.shape != shape or mask.ndim != 2:
+            raise ValueError(f"plaque and wall masks must share one 2-D shape, got {mask.shape} and {shape}")
+    bits = np.empty(shape, dtype=np.uint8)
+    kernels.pack_masks(tuple(named), bits)
     return _plaque_from_map(bits, _BITS_LUT, wall_mask is not None, grid, lumen, n_stored_alines, cfg,
                             n_rays, step_mm)
 

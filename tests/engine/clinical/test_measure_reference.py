@@ -87,7 +87,7 @@ def test_bad_inputs_are_rejected_with_a_reason():
     lumen = measure.measure_lumen(lumen_r, angles)
     grid = measure.PolarGrid(angles, radii)
     masks = {name: labels == code for name, code in CODES.items()}
-    with pytest.raises(ValueError, match="share one shape"):
+    with pytest.raises(ValueError, match="share one 2-D shape"):
         measure.measure_plaque(masks, grid, lumen, 500, GuidanceConfig(), wall_mask=labels[:, :10] > 0)
     with pytest.raises(ValueError, match="uint8"):
         measure.measure_plaque_labels(labels.astype(np.int32), CODES, (LUMEN,), grid, lumen, 500, GuidanceConfig())
