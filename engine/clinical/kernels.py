@@ -56,12 +56,14 @@ def radii_about_point(x, y, cx, cy, n_rays, ray_slack, edge_slack):
     step = _TWO_PI / n_rays
     radius = np.full(n_rays, np.inf)
     total = 0.0
+    end = math.atan2(y[0] - cy, x[0] - cx)
     for i in range(m):
         j = i + 1 if i + 1 < m else 0
         px, py = x[i] - cx, y[i] - cy
         qx, qy = x[j] - cx, y[j] - cy
-        start = math.atan2(py, px)
-        sweep = (math.atan2(qy, qx) - start + math.pi) % _TWO_PI - math.pi  # Python/NumPy %
+        start = end  # the previous edge's end vertex: the same atan2 of the same operands
+        end = math.atan2(qy, qx)
+        sweep = (end - start + math.pi) % _TWO_PI - math.pi  # Python/NumPy %
         total += sweep
         low = start if sweep >= 0.0 else start + sweep
         low_k = low / step
