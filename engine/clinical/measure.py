@@ -155,7 +155,7 @@ def measure_plaque(
     holding a class map saves the packing with :func:`measure_plaque_labels`.
     """
     named = [masks[name] for name in PLAQUE_TYPES] + ([] if wall_mask is None else [wall_mask])
-    named = [np.asarray(mask, dtype=bool) for mask in named]
+    named = [np.ascontiguousarray(mask, dtype=bool) for mask in named]  # one compiled layout
     shape = named[0].shape
     for mask in named:
         if mask.shape != shape or mask.ndim != 2:
