@@ -125,3 +125,23 @@ def test_label_rays_equal_numpy_per_channel(seed):
         np.testing.assert_array_equal(entry.hit, old.hit & subset)
         np.testing.assert_allclose(entry.first_distance_mm, np.where(subset, old.first_distance_mm, np.nan), atol=1e-12)
         assert np.isnan(entry.thickness_mm).all() and not entry.truncated.any()
+
+
+def test_label_rays_reject_bad_input_with_a_reason():
+    labels = np.zeros((8, 16), dtype=np.uint8)
+    angles, radii = 2 * np.pi * np.arange(8) / 8, 0.1 * np.arange(16)
+    lut = np.zeros(256, dtype=np.uint8)
+    with pytest.raises(ValueError, match="uint8"):
+        contours.LabelRays(labels.astype(np.int16), lut, 1, radii, angles, (0.0, 0.0))
+    with pytest.raises(ValueError, match="lut"):
+        contours.LabelRays(labels, lut[:10], 1, radii, angles, (0.0, 0.0))
+    with pytest.raises(ValueError, match="n_channels"):
+        contours.LabelRays(labels, lut, 9, radii, angles, (0.0, 0.0))
+    with pytest.raises(ValueError, match="does not match"):
+        contours.LabelRays(labels, lut, 1, radii[:5], angles, (0.0, 0.0))
+    rays = contours.LabelRays(labels, lut, 2, radii, angles, (0.0, 0.0), n_rays=16)
+    with pytest.raises(ValueError, match="channel"):
+        rays.profiles(2)
+    with pytest.raises(ValueError, match="rays must be"):
+        rays.profiles(0, rays=np.ones(5, dtype=bool))
+    assert not rays.profiles(1).hit.any()  # an empty channel: no ray sampled, no hit
