@@ -10,8 +10,9 @@ each peer's median as a multiple of octguide's) is printed as a table or JSON an
 
 Peers, and what each does per call:
 
-* octguide's previous CPU path, the "quad" re-layout (``tests/engine/compute/quad_reference.py``),
-  so the direct gather that replaced it is compared in the same run.
+* octguide's previous CPU path, the "quad" re-layout (``tests/engine/compute/quad_reference.py``):
+  this hot loop favours it (its buffers stay cached); in the frame loop the direct gather wins
+  (``bench/bench_cpu_reference.py``, docs/scan_conversion.md).
 * ``cv2.warpPolar`` (inverse map): builds its maps on every call, the usual one-liner.
 * ``cv2.remap`` with precomputed float maps over a copy of the frame padded with the wrap-around
   row: the OpenCV alternative to octguide's Numba path (maps fixed per geometry + z).
