@@ -9,6 +9,8 @@ and new are called alternately, so both see the same load:
 * ``metal``: ``detect_metal`` against ``tests/engine/analysis/test_struts_numpy.py``'s reference;
 * ``measure``: ``frame_record`` against the same function on the frozen NumPy contours and
   measure modules (``tests/engine/clinical/numpy_reference*.py``);
+* ``scan``: ``ScanConverter.process`` (the direct gather) against the "quad" re-layout it
+  replaced (``tests/engine/compute/quad_reference.py``), both into preallocated images;
 * ``render``: ``display_grey`` + ``burn_overlay`` into preallocated frames against the
   np.percentile window and fresh arrays.
 
@@ -23,7 +25,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,16 +38,21 @@ from engine.analysis.analyse import AnalysisConfig, frame_record
 from engine.analysis.segment import Segmenter
 from engine.analysis.stages import metal_settings, segmenter_settings
 from engine.clinical import kernels
-from engine.compute.benchmarking import machine_info
+from engine.compute.benchmarking import StageTimes, machine_info
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, ScanConverter
 from engine.config import Config
+from engine.display import kernels as display_kernels
 from engine.display.overlay import build_overlay, burn_overlay, display_grey
 from engine.synthetic.phantom import generate_pullback
 from tests.engine.analysis.test_struts_numpy import reference_detect_metal
 from tests.engine.clinical import numpy_reference, numpy_reference_measure
+from tests.engine.compute.quad_reference import QuadScan
 from tests.engine.display.test_display_grey import _reference_grey
 
 SCENARIOS = ("calcified", "stented-malapposed")
+STAGES = ("metal", "measure", "scan", "render")
+SCAN_TOLERANCE = 4 * float(np.spacing(np.float32(65535.0)))
+"""Direct gather against the quad path on uint16 frames (tests/engine/compute/test_scan_direct.py)."""
 
 
 def _old_frame_record(*args):
@@ -67,12 +73,6 @@ def _render_old(image, overlay):
     return burn_overlay(_reference_grey(image), overlay)
 
 
-def _timed(fn, *args, **kwargs):
-    w, c = time.perf_counter(), time.thread_time()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - w, time.thread_time() - c
-
-
 def run_benchmark(frames: int, repeats: int) -> dict:
     config = Config.from_dict({"server": {"render_image": True}})
     settings, _ = segmenter_settings(config.segment)
@@ -86,45 +86,42 @@ def run_benchmark(frames: int, repeats: int) -> dict:
     grey_out, bgr_out = np.empty((n, n), np.uint8), np.empty((n, n, 3), np.uint8)
     kernels.warm_up()
     struts.warm_up()
-    samples = {f"{stage}_{impl}_{clock}": [] for stage in ("metal", "measure", "render")
-               for impl in ("old", "new") for clock in ("wall", "cpu")}
+    display_kernels.warm_up()
+    times = StageTimes()
+    quad = QuadScan()
+    image_new, image_old = np.empty((n, n), np.float32), np.empty((n, n), np.float32)
     mismatches = 0
     load_before = os.getloadavg()[0]
     for scenario in SCENARIOS:
         pb = generate_pullback(scenario, seed=5, n_frames=frames, frame_pitch_mm=30.0 / frames)
         segmenter.start(pb.geometry)
         converter.start()
-        prepared = []
-        for frame in pb:
-            seg = segmenter.process(frame)
-            image = converter.process(frame)
-            prepared.append((frame, seg, image))
+        table = converter.table(pb.geometry)
+        prepared = [(frame, segmenter.process(frame), converter.process(frame)) for frame in pb]
         for rep in range(repeats + 1):  # the first pass warms caches, untimed
+            clock = times if rep else StageTimes()
             for frame, seg, image in prepared:
-                new_metal, w1, c1 = _timed(struts.detect_metal, frame, metal_cfg)
-                old_metal, w0, c0 = _timed(reference_detect_metal, frame, metal_cfg)
+                new_metal = clock.call("metal_new", struts.detect_metal, frame, metal_cfg)
+                old_metal = clock.call("metal_old", reference_detect_metal, frame, metal_cfg)
                 args = (frame, seg, new_metal, config.guidance, analysis_cfg)
-                new_rec, w3, c3 = _timed(frame_record, *args)
-                old_rec, w2, c2 = _timed(_old_frame_record, *args)
+                new_rec = clock.call("measure_new", frame_record, *args)
+                old_rec = clock.call("measure_old", _old_frame_record, *args)
+                polar = frame.pixels[: frame.geometry.n_valid_alines]
+                clock.call("scan_new", converter.process, frame, out=image_new)
+                clock.call("scan_old", quad.convert, polar, table, int(frame.z_offset_px), 0, image_old)
                 overlay = build_overlay(new_rec, frame, grid, orientation, {"segment": 1.0})
-                new_img, w5, c5 = _timed(_render_new, image, overlay, grey_out, bgr_out)
-                old_img, w4, c4 = _timed(_render_old, image, overlay)
+                new_img = clock.call("render_new", _render_new, image, overlay, grey_out, bgr_out)
+                old_img = clock.call("render_old", _render_old, image, overlay)
                 mismatches += int(not np.array_equal(np.sort(old_metal.strut_rows), new_metal.strut_rows))
                 mismatches += int(json.dumps(old_rec) != json.dumps(new_rec))
                 mismatches += int(not np.array_equal(old_img, new_img))
-                if rep == 0:
-                    continue
-                for stage, (wo, co, wn, cn) in (("metal", (w0, c0, w1, c1)), ("measure", (w2, c2, w3, c3)),
-                                                ("render", (w4, c4, w5, c5))):
-                    samples[f"{stage}_old_wall"].append(wo)
-                    samples[f"{stage}_old_cpu"].append(co)
-                    samples[f"{stage}_new_wall"].append(wn)
-                    samples[f"{stage}_new_cpu"].append(cn)
+                mismatches += int(not np.allclose(image_new, image_old, rtol=0, atol=SCAN_TOLERANCE))
         converter.stop()
         segmenter.stop()
-    p50 = {k: float(np.median(v)) * 1e3 for k, v in samples.items()}
+    p50 = {f"{name}_{clock}": float(np.median(times.samples_ms(name, clock)))
+           for name in times.wall_s for clock in ("wall", "cpu")}
     stages = {}
-    for stage in ("metal", "measure", "render"):
+    for stage in STAGES:
         row = {}
         for clock in ("wall", "cpu"):
             old, new = p50[f"{stage}_old_{clock}"], p50[f"{stage}_new_{clock}"]

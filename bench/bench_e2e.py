@@ -55,7 +55,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from engine.compute.benchmarking import machine_info, result_stem
+from engine.compute.benchmarking import StageTimes, machine_info, result_stem
 from engine.realtime.child import ChildEngine
 from engine.sources import wire_id
 from engine.synthetic.phantom import SCENARIOS, generate_pullback
@@ -370,32 +370,32 @@ def naive_loop(pullback: Pullback, render: bool) -> dict:
                                       frame_spacing_mm=float(pullback.frame_spacing_mm[i]), n_frames=len(pullback))
         encoded.append([header, pixels.tobytes()])
 
-    def one(i: int) -> tuple[dict, dict]:
-        t0 = time.perf_counter()
-        header, pixels = decode_frame(encoded[i], limits)
-        frame = frame_from_header(header, pixels, pullback.geometry, float(pullback.frame(i).position_mm))
-        t1 = time.perf_counter()
-        result = analyser.process(frame)
-        t2 = time.perf_counter()
-        stages = {"decode": (t1 - t0) * 1e3, **result.latency_ms}
-        if converter is not None:
-            image = converter.process(frame)
-            t3 = time.perf_counter()
-            stages["scan_convert"] = (t3 - t2) * 1e3
-            overlay = build_overlay(result.record, frame, grid, orientation, stages)
-            render_overlay(image, overlay)
-            t4 = time.perf_counter()
-            stages["render"] = (t4 - t3) * 1e3
-        else:
-            overlay = build_overlay(result.record, frame, grid, orientation, stages)
-        dumps(overlay)
-        stages["total"] = (time.perf_counter() - t0) * 1e3
-        return result.record, stages
+    def one(i: int, times: StageTimes) -> dict:
+        with times.stage("total"):
+            with times.stage("decode"):
+                header, pixels = decode_frame(encoded[i], limits)
+                frame = frame_from_header(header, pixels, pullback.geometry,
+                                          float(pullback.frame(i).position_mm))
+            result = analyser.process(frame)
+            for name, ms in result.latency_ms.items():  # timed inside the analyser
+                times.add(name, ms / 1e3)
+            stages = {"decode": times.wall_s["decode"][-1] * 1e3, **result.latency_ms}
+            if converter is not None:
+                image = times.call("scan_convert", converter.process, frame)
+                stages["scan_convert"] = times.wall_s["scan_convert"][-1] * 1e3
+                with times.stage("render"):
+                    overlay = build_overlay(result.record, frame, grid, orientation, stages)
+                    render_overlay(image, overlay)
+            else:
+                overlay = build_overlay(result.record, frame, grid, orientation, stages)
+            dumps(overlay)
+        return result.record
 
+    times = StageTimes()
     try:
         for i in range(min(3, len(pullback))):
-            one(i)
-        records, per_frame = zip(*(one(i) for i in range(len(pullback))))
+            one(i, StageTimes())
+        records = [one(i, times) for i in range(len(pullback))]
     finally:
         analyser.stop()
         if converter is not None:
@@ -406,11 +406,9 @@ def naive_loop(pullback: Pullback, render: bool) -> dict:
     except ValueError:
         pass
     guidance_s = time.perf_counter() - t
-    keys = per_frame[0].keys()
-    return {"per_frame_ms": np.array([s["total"] for s in per_frame]),
-            "stages_ms": {k: {"p50": round(float(np.median([s[k] for s in per_frame])), 3),
-                              "p99": round(float(np.percentile([s[k] for s in per_frame], 99)), 3)}
-                          for k in keys},
+    return {"per_frame_ms": times.samples_ms("total"),
+            "stages_ms": {k: {"p50": v["p50_ms"], "p99": v["p99_ms"]}
+                          for k, v in times.summary(centre="p50").items()},
             "guidance_s": guidance_s}
 
 

@@ -15,37 +15,33 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from engine.analysis import struts  # noqa: E402
 from engine.analysis.analyse import frame_record  # noqa: E402
 from engine.analysis.segment import Segmenter, SegmenterConfig  # noqa: E402
 from engine.analysis.struts import detect_metal  # noqa: E402
-from engine.compute.benchmarking import machine_info  # noqa: E402
+from engine.clinical import kernels  # noqa: E402
+from engine.compute.benchmarking import StageTimes, machine_info  # noqa: E402
 from engine.config import GuidanceConfig  # noqa: E402
 from engine.synthetic.phantom import generate_pullback  # noqa: E402
 
 BUDGET_MS = 5.0
 
 
-def _stats(samples: list[float]) -> dict:
-    a = np.asarray(samples) * 1000.0
-    return {"median_ms": round(float(np.median(a)), 3), "p99_ms": round(float(np.percentile(a, 99)), 3), "samples": a.size}
-
-
 def run_benchmark(frames: int, repeats: int) -> dict:
     cfg = GuidanceConfig()
     segmenter = Segmenter(SegmenterConfig(threads=1))
-    timings = {"detect_metal": [], "frame_record": [], "total": []}
+    kernels.warm_up()
+    struts.warm_up()
+    times = StageTimes()
     for scenario in ("calcified", "stented-malapposed"):
         pb = generate_pullback(scenario, seed=5, n_frames=frames, frame_pitch_mm=30.0 / frames,
                                n_alines=500, n_samples=1000)
@@ -53,20 +49,16 @@ def run_benchmark(frames: int, repeats: int) -> dict:
         inputs = [(f, segmenter.process(f)) for f in pb]
         for _ in range(repeats):
             for frame, seg in inputs:
-                t0 = time.perf_counter()
-                metal = detect_metal(frame)
-                t1 = time.perf_counter()
-                frame_record(frame, seg, metal, cfg)
-                t2 = time.perf_counter()
-                timings["detect_metal"].append(t1 - t0)
-                timings["frame_record"].append(t2 - t1)
-                timings["total"].append(t2 - t0)
+                metal = times.call("detect_metal", detect_metal, frame)
+                times.call("frame_record", frame_record, frame, seg, metal, cfg)
         segmenter.stop()
+    times.sum_of("total", ("detect_metal", "frame_record"))
     result = {
         "benchmark": "measure",
         "machine": {**machine_info(), "threads": 1},
         "frame": "500 A-lines x 1000 samples (calcified + stented-malapposed phantom)",
-        "stages": {name: _stats(v) for name, v in timings.items()},
+        "stages": {name: {k: v[k] for k in ("median_ms", "p99_ms", "samples")}
+                   for name, v in times.summary().items()},
         "budget_ms": BUDGET_MS,
     }
     result["budget_met"] = result["stages"]["total"]["median_ms"] <= BUDGET_MS

@@ -32,7 +32,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from engine.analysis.segment import DEFAULT_MODEL, Segmenter, SegmenterConfig
 from engine.compute.backends import registry
-from engine.compute.benchmarking import machine_info, save_json
+from engine.compute.benchmarking import interleaved, machine_info, save_json
 from engine.compute.preprocess import Preprocessor
 from engine.synthetic.phantom import generate_pullback
 from models.manifest import Manifest, load_manifest
@@ -93,16 +92,6 @@ def _with_torch(machine: dict) -> dict:
     return machine
 
 
-def _stats(samples_ms: np.ndarray) -> dict:
-    return {
-        "median_ms": round(float(np.median(samples_ms)), 3),
-        "p99_ms": round(float(np.percentile(samples_ms, 99)), 3),
-        "mean_ms": round(float(samples_ms.mean()), 3),
-        "min_ms": round(float(samples_ms.min()), 3),
-        "samples": int(samples_ms.size),
-    }
-
-
 def measure(
     calls: dict[str, Callable[[int], object]], repeats: int, warmup: int, rounds: int
 ) -> dict:
@@ -112,19 +101,7 @@ def measure(
     shared cores hits all of them alike; a block rather than single calls, because a runtime's
     idle threads keep spinning for a while after a call and would tax whichever backend runs next.
     """
-    for call in calls.values():
-        for i in range(warmup):
-            call(i)
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    total = repeats * rounds
-    while any(len(s) < total for s in samples.values()):
-        for name, call in calls.items():
-            for _ in range(min(BLOCK, total - len(samples[name]))):
-                i = len(samples[name])
-                start = time.perf_counter()
-                call(i)
-                samples[name].append((time.perf_counter() - start) * 1e3)
-    return {name: _stats(np.asarray(s)) for name, s in samples.items()}
+    return interleaved(calls, repeats * rounds, warmup, block=BLOCK).summary()
 
 
 def phantom_frames(manifest: Manifest, count: int):

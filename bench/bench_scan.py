@@ -10,6 +10,9 @@ each peer's median as a multiple of octguide's) is printed as a table or JSON an
 
 Peers, and what each does per call:
 
+* octguide's previous CPU path, the "quad" re-layout (``tests/engine/compute/quad_reference.py``):
+  this hot loop favours it (its buffers stay cached); in the frame loop the direct gather wins
+  (``bench/bench_cpu_reference.py``, docs/scan_conversion.md).
 * ``cv2.warpPolar`` (inverse map): builds its maps on every call, the usual one-liner.
 * ``cv2.remap`` with precomputed float maps over a copy of the frame padded with the wrap-around
   row: the OpenCV alternative to octguide's Numba path (maps fixed per geometry + z).
@@ -137,6 +140,13 @@ def cpu_backends(frames: list[np.ndarray], geometry: FrameGeometry, grid: Cartes
     def numba_call(i: int) -> object:
         return numba_kernel.convert(frames[i % count], table, i % 11, (7 * i) % N_ALINES, out)
 
+    from tests.engine.compute.quad_reference import QuadScan
+
+    quad = QuadScan()
+
+    def quad_call(i: int) -> object:
+        return quad.convert(frames[i % count], table, i % 11, (7 * i) % N_ALINES, out)
+
     def warp_polar(i: int) -> object:
         return cv2.warpPolar(frames[i % count], (OUT_PX, OUT_PX), (centre, centre), radius_px, flags)
 
@@ -150,7 +160,8 @@ def cpu_backends(frames: list[np.ndarray], geometry: FrameGeometry, grid: Cartes
         return cv2.remap(pad(i), cols, rows, cv2.INTER_LINEAR, dst=out,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
-    backends = {"octguide numba (default)": numba_call, "cv2.warpPolar": warp_polar,
+    backends = {"octguide numba (default)": numba_call, "octguide quad (before issue 17)": quad_call,
+                "cv2.warpPolar": warp_polar,
                 "cv2.remap float maps": remap}
     if ndimage is not None:
         backends["scipy map_coordinates"] = lambda i: ndimage.map_coordinates(

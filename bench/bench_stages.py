@@ -41,7 +41,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +55,10 @@ from engine.analysis.segment import Segmenter, read_out
 from engine.analysis.stages import metal_settings, segmenter_settings
 from engine.analysis.struts import detect_metal
 from engine.clinical import kernels as clinical_kernels
-from engine.compute.benchmarking import machine_info
+from engine.compute.benchmarking import StageTimes, machine_info
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, ScanConverter
 from engine.config import Config
+from engine.display import kernels as display_kernels
 from engine.display.overlay import build_overlay, burn_overlay, display_grey
 from engine.synthetic.phantom import generate_pullback
 from streams.wire.protocol import dumps
@@ -85,48 +85,36 @@ SEGMENT_PARTS = ("preprocess", "segment_inference", "read_out")
 SCENARIOS = ("calcified", "stented-malapposed")
 
 
-def _stats(samples_s: list[float]) -> dict:
-    a = np.asarray(samples_s) * 1e3
-    return {"p50_ms": round(float(np.median(a)), 3), "p99_ms": round(float(np.percentile(a, 99)), 3),
-            "samples": int(a.size)}
-
-
 def _one_frame(frame, segmenter, converter, config, metal_cfg, analysis_cfg, grid, orientation,
-               buffers, timings: dict[str, list[float]]) -> None:
+               buffers, times: StageTimes) -> None:
     """Every stage of one frame, each timed on its own (module docstring)."""
-    clock = time.perf_counter
-    t0 = clock()
-    x = segmenter.preprocessor.process(frame)
-    t1 = clock()
-    outputs = segmenter.runtime.run(x[None, None])
-    t2 = clock()
-    read_out(outputs.class_prob[0], outputs.aline_prob[0], segmenter.manifest.grid,
-             frame.geometry.n_valid_alines)
-    t3 = clock()
+    with times.stage("preprocess"):
+        x = segmenter.preprocessor.process(frame)
+    with times.stage("segment_inference"):
+        outputs = segmenter.runtime.run(x[None, None])
+    times.call("read_out", read_out, outputs.class_prob[0], outputs.aline_prob[0],
+               segmenter.manifest.grid, frame.geometry.n_valid_alines)
     seg = segmenter.process(frame)  # the Segmentation frame_record needs (untimed: done above)
-    t4 = clock()
-    metal = detect_metal(frame, metal_cfg, sheath=seg.sheath)
-    t5 = clock()
-    record = frame_record(frame, seg, metal, config.guidance, analysis_cfg)
-    t6 = clock()
-    image = converter.process(frame, out=buffers["image"])
-    t7 = clock()
-    overlay = build_overlay(record, frame, grid, orientation, {"segment": 1.0})
-    dumps(overlay)
-    t9 = clock()
-    burn_overlay(display_grey(image, out=buffers["grey"]), overlay, out=buffers["bgr"])
-    t10 = clock()
-    for name, seconds in (("preprocess", t1 - t0), ("segment_inference", t2 - t1),
-                          ("read_out", t3 - t2), ("metal", t5 - t4), ("measure", t6 - t5),
-                          ("scan_conversion", t7 - t6), ("encoding", t9 - t7),
-                          ("render", t10 - t9)):
-        timings[name].append(seconds)
+    metal = times.call("metal", detect_metal, frame, metal_cfg, sheath=seg.sheath)
+    record = times.call("measure", frame_record, frame, seg, metal, config.guidance, analysis_cfg)
+    image = times.call("scan_conversion", converter.process, frame, out=buffers["image"])
+    with times.stage("encoding"):
+        overlay = build_overlay(record, frame, grid, orientation, {"segment": 1.0})
+        dumps(overlay)
+    with times.stage("render"):
+        burn_overlay(display_grey(image, out=buffers["grey"]), overlay, out=buffers["bgr"])
 
 
 def _naive_frame(frame, segmenter, converter, config, metal_cfg, analysis_cfg, grid,
-                 orientation, buffers) -> float:
-    """The naive loop's service time of one frame: every stage in sequence, one block, s."""
-    start = time.perf_counter()
+                 orientation, buffers, times: StageTimes) -> None:
+    """The naive loop's service time of one frame: every stage in sequence, one block."""
+    with times.stage("naive"):
+        _naive_stages(frame, segmenter, converter, config, metal_cfg, analysis_cfg, grid,
+                      orientation, buffers)
+
+
+def _naive_stages(frame, segmenter, converter, config, metal_cfg, analysis_cfg, grid,
+                  orientation, buffers) -> None:
     seg = segmenter.process(frame)
     metal = detect_metal(frame, metal_cfg, sheath=seg.sheath)
     record = frame_record(frame, seg, metal, config.guidance, analysis_cfg)
@@ -134,7 +122,6 @@ def _naive_frame(frame, segmenter, converter, config, metal_cfg, analysis_cfg, g
     overlay = build_overlay(record, frame, grid, orientation, {"segment": 1.0})
     dumps(overlay)
     burn_overlay(display_grey(image, out=buffers["grey"]), overlay, out=buffers["bgr"])
-    return time.perf_counter() - start
 
 
 def run_benchmark(frames: int, repeats: int, threads: int, precision: str, slowdown: float) -> dict:
@@ -154,8 +141,8 @@ def run_benchmark(frames: int, repeats: int, threads: int, precision: str, slowd
                "bgr": np.empty((n, n, 3), np.uint8)}
     clinical_kernels.warm_up()
     struts.warm_up()
-    timings: dict[str, list[float]] = {name: [] for name in STAGES}
-    naive: list[float] = []
+    display_kernels.warm_up()
+    times = StageTimes()
     load_before = os.getloadavg()[0]
     for scenario in SCENARIOS:
         pb = generate_pullback(scenario, seed=5, n_frames=frames, frame_pitch_mm=30.0 / frames)
@@ -163,25 +150,25 @@ def run_benchmark(frames: int, repeats: int, threads: int, precision: str, slowd
         converter.start()
         args = (segmenter, converter, config, metal_cfg, analysis_cfg, grid, orientation, buffers)
         for frame in list(pb)[:2]:  # warm caches and JIT outside the timed passes
-            _one_frame(frame, *args, {name: [] for name in STAGES})
+            _one_frame(frame, *args, StageTimes())
         for _ in range(repeats):
             for frame in pb:
-                _one_frame(frame, *args, timings)
-                naive.append(_naive_frame(frame, *args))
+                _one_frame(frame, *args, times)
+                _naive_frame(frame, *args, times)
         converter.stop()
         segmenter.stop()
-    stages = {name: _stats(v) for name, v in timings.items()}
-    segment = [sum(parts) for parts in zip(*(timings[p] for p in SEGMENT_PARTS), strict=True)]
-    analysis = [sum(parts) for parts in zip(*(timings[p] for p in STAGES), strict=True)]
-    stages["segment"] = _stats(segment)
-    stages["analysis"] = _stats(analysis)
+    times.sum_of("segment", SEGMENT_PARTS)
+    times.sum_of("analysis", STAGES)
+    keep = ("p50_ms", "p99_ms", "samples")
+    stages = {name: {k: v[k] for k in keep}
+              for name, v in times.summary([*STAGES, "segment", "analysis"], centre="p50").items()}
     rows = {}
     for name, stat in stages.items():
         budget = SLOW_CLASS_BUDGET_MS.get(name)
         here = None if budget is None else round(budget / slowdown, 3)
         rows[name] = {**stat, "budget_slow_class_ms": budget, "budget_this_machine_ms": here,
                       "p50_over_budget_here": None if here is None else round(stat["p50_ms"] / here, 2)}
-    naive_stats = _stats(naive)
+    naive_stats = {k: v for k, v in times.summary(["naive"], centre="p50")["naive"].items() if k in keep}
     return {
         "benchmark": "stages",
         "machine": machine_info(),

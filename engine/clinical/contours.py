@@ -32,6 +32,7 @@ from engine.clinical import kernels
 
 __all__ = [
     "Diameters",
+    "LabelRays",
     "RayProfiles",
     "arc_deg_of_rows",
     "chord_diameters",
@@ -222,21 +223,6 @@ def polygon_centroid(x: object, y: object) -> tuple[float, float]:
     if not abs(area) > 0.0:
         raise ValueError("polygon encloses no area: its centroid is undefined")
     return float(cx), float(cy)
-
-
-def _rays_in_intervals(
-    low_rad: np.ndarray, width_rad: np.ndarray, n_rays: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Every (interval, ray) pair where ray ``k`` (angle ``2*pi*k/n_rays``) lies in an angular
-    interval ``[low, low + width]``; ray indices are unwrapped (take them modulo ``n_rays``)."""
-    ray_step = _TWO_PI / n_rays
-    low = low_rad / ray_step
-    first_ray = np.ceil(low - _RAY_INDEX_SLACK).astype(np.int64)
-    last_ray = np.floor(low + width_rad / ray_step + _RAY_INDEX_SLACK).astype(np.int64)
-    counts = np.maximum(last_ray - first_ray + 1, 0)
-    owner = np.repeat(np.arange(low.size), counts)
-    offset = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    return owner, first_ray[owner] + offset
 
 
 def radii_about_point(x: object, y: object, cx: float, cy: float, n_rays: int) -> np.ndarray:
@@ -579,107 +565,154 @@ def ray_profiles(
     polar = np.asarray(mask)
     if polar.ndim != 2:
         raise ValueError(f"mask must be 2-D (rows x columns), got shape {polar.shape}")
-    polar = polar.astype(bool, copy=False)
-    n_rows, n_cols = polar.shape
-    radius_axis = _vector("column_radius_mm", column_radius_mm)
-    angle_axis = _vector("angles_rad", angles_rad)
-    if radius_axis.size != n_cols or angle_axis.size != n_rows:
-        raise ValueError(
-            f"mask shape {polar.shape} does not match angles_rad ({angle_axis.size},) x "
-            f"column_radius_mm ({radius_axis.size},)"
-        )
-    first_radius, column_step = _uniform_axis("column_radius_mm", radius_axis, None)
-    first_angle, row_step = _uniform_axis("angles_rad", angle_axis, _TWO_PI / n_rows)
-    n = _ray_count(n_rays)
-    centre = np.asarray(centre_xy, dtype=np.float64)
-    if centre.shape != (2,) or not np.all(np.isfinite(centre)):
-        raise ValueError(f"centre_xy must be two finite numbers (x, y) in mm, got {centre_xy!r}")
-    cx, cy = float(centre[0]), float(centre[1])
-    if not (np.isfinite(step_mm) and step_mm > 0.0):
-        raise ValueError(f"step_mm must be positive, got {step_mm}")
-
-    outer_radius = float(radius_axis[-1]) + 0.5 * column_step  # edge of the imaged disc
-    reach = outer_radius + float(np.hypot(cx, cy))
-    depth = reach if max_depth_mm is None else float(max_depth_mm)
-    if not (np.isfinite(depth) and depth > 0.0):
-        raise ValueError(f"max_depth_mm must be positive, got {max_depth_mm}")
-    last_step = int(np.floor(min(depth, reach) / step_mm + 1e-9))
-
-    angles = ray_angles_rad(n)
-    hit = np.zeros(n, dtype=bool)
-    truncated = np.zeros(n, dtype=bool)
-    first = np.full(n, np.nan)
-    thickness = np.full(n, np.nan)
+    labels = np.ascontiguousarray(polar.astype(bool, copy=False)).view(np.uint8)
+    rays = LabelRays(labels, _MASK_LUT, 1, column_radius_mm, angles_rad, centre_xy, n_rays, step_mm,
+                     max_depth_mm)
     lumen = None
     if lumen_xy is not None:
-        lumen = radii_about_point(lumen_xy[0], lumen_xy[1], cx, cy, n)
-
-    window = _ray_windows(
-        polar, radius_axis, angle_axis, column_step, row_step, cx, cy, n, step_mm, last_step
-    )
-    if window is not None:
-        rays_to_sample, first_step, stop_step = window
-        kernels.march_rays(
-            np.ascontiguousarray(polar).ravel(), n_cols, n_rows, first_radius, column_step,
-            first_angle, row_step, cx, cy, np.cos(angles), np.sin(angles), first_step, stop_step,
-            float(step_mm), rays_to_sample, hit, first, thickness, truncated,
-        )  # fmt: skip
-    return RayProfiles(angles, hit, first, thickness, truncated, lumen)
+        lumen = radii_about_point(lumen_xy[0], lumen_xy[1], rays.centre_xy[0], rays.centre_xy[1], rays.n_rays)
+    return rays.profiles(0, lumen_distance_mm=lumen)
 
 
-def _ray_windows(
-    polar: np.ndarray,
-    radius_axis: np.ndarray,
-    angle_axis: np.ndarray,
-    column_step: float,
-    row_step: float,
-    cx: float,
-    cy: float,
-    n_rays: int,
-    step_mm: float,
-    last_step: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Which rays can meet the mask, and the sample steps where they can: a shortcut that only
-    skips samples that would read False, so results equal sampling every ray to the end.
+_MASK_LUT = np.zeros(256, dtype=np.uint8)
+_MASK_LUT[1] = 1  # a bool mask viewed as uint8: True is channel 0
 
-    Every mask sample of row ``i`` lies in the annular sector between its first and last True
-    columns; that sector lies within ``reach`` of the radial segment joining the two column
-    centres. The segment, widened by ``reach``, bounds both the rays that can see the row and the
-    distances along them.
+
+class LabelRays:
+    """Rays from one centre point through a polar label map, one channel per bit of a table.
+
+    The rays and sample steps are those of :func:`ray_profiles`; channel ``ch`` is the set of
+    labels ``v`` with ``lut[v] & (1 << ch)``, so several masks of one map (each plaque type, the
+    wall) are measured from one pass over it that finds, for every channel, the rows and
+    columns it occupies, and from that the rays and the stretch of each ray that can meet it
+    (:func:`engine.clinical.kernels.ray_windows`: a shortcut that only skips samples reading
+    False). :meth:`profiles` then marches one channel's rays. Results equal :func:`ray_profiles`
+    on the channel's bool mask.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray, shape (A, S), uint8
+        Polar label map over the ``A`` valid rows and ``S`` stored columns.
+    lut : numpy.ndarray, shape (256,), uint8
+        Channel bits of each label value.
+    n_channels : int
+        Channels in use (1..8): bits ``0 .. n_channels - 1`` of ``lut``.
+    column_radius_mm, angles_rad, centre_xy, n_rays, step_mm, max_depth_mm
+        As in :func:`ray_profiles`.
+
+    Examples
+    --------
+    The band of :func:`ray_profiles`'s example as label 3 of a map, and everything from 1.0 mm
+    as a second channel (labels 2 and 3), of which only the entry is wanted:
+
+    >>> angles = 2 * np.pi * np.arange(500) / 500
+    >>> radii = 0.005 * np.arange(800)
+    >>> labels = np.where(radii >= 1.0, 2, 0).astype(np.uint8)[None, :].repeat(500, axis=0)
+    >>> labels[(np.degrees(angles) <= 90.0)[:, None] & (radii >= 2.0) & (radii < 2.5)] = 3
+    >>> lut = np.zeros(256, dtype=np.uint8); lut[3] = 0b01; lut[2] = 0b10; lut[3] |= 0b10
+    >>> rays = LabelRays(labels, lut, 2, radii, angles, (0.0, 0.0))
+    >>> band, wall = rays.profiles(0), rays.profiles(1, entry_only=True)
+    >>> round(band.arc_deg), float(np.nanmedian(band.thickness_mm)), float(wall.first_distance_mm[0])
+    (90, 0.5, 0.9975)
     """
-    rows, first_col, last_col = kernels.row_extents(polar)
-    if rows.size == 0:
-        return None
-    near = np.maximum(radius_axis[first_col], 0.0)
-    far = np.maximum(radius_axis[last_col], 0.0)
-    ux, uy = np.cos(angle_axis[rows]), np.sin(angle_axis[rows])
-    # 1e-6 mm / rad of slack covers the float32 rounding of the sampler.
-    reach = 0.5 * column_step + (far + 0.5 * column_step) * 0.5 * row_step + 1e-6
-    along = np.clip(cx * ux + cy * uy, near, far)
-    closest = np.hypot(along * ux - cx, along * uy - cy)
-    near_angle = np.arctan2(near * uy - cy, near * ux - cx)
-    far_angle = np.arctan2(far * uy - cy, far * ux - cx)
-    farthest = np.maximum(
-        np.hypot(near * ux - cx, near * uy - cy), np.hypot(far * ux - cx, far * uy - cy)
-    )
-    sweep = (far_angle - near_angle + np.pi) % _TWO_PI - np.pi
-    covers_centre = closest <= reach
-    widen = np.arcsin(np.minimum(reach / np.maximum(closest, 1e-300), 1.0)) + 1e-6
-    low = np.where(sweep >= 0.0, near_angle, near_angle + sweep) - widen
-    width = np.where(covers_centre, _TWO_PI, np.abs(sweep) + 2.0 * widen)
-    low = np.where(covers_centre, 0.0, low)
-    segment, ray = _rays_in_intervals(low, width, n_rays)
-    ray %= n_rays
-    t_low, t_high = kernels.scatter_min_max(
-        ray, np.maximum(closest - reach, 0.0), farthest + reach, segment, n_rays
-    )
-    seen = np.isfinite(t_low)
-    first_step = np.zeros(n_rays, dtype=np.int64)
-    stop_step = np.zeros(n_rays, dtype=np.int64)
-    first_step[seen] = np.maximum(np.floor(t_low[seen] / step_mm) - 1, 0)
-    # Two steps of slack past the last possible mask sample so a run ending there is seen to end.
-    stop_step[seen] = np.minimum(np.ceil(t_high[seen] / step_mm) + 2, last_step + 1)
-    rays_to_sample = np.flatnonzero(seen & (stop_step > first_step))
-    if rays_to_sample.size == 0:
-        return None
-    return rays_to_sample, first_step, stop_step
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        lut: np.ndarray,
+        n_channels: int,
+        column_radius_mm: object,
+        angles_rad: object,
+        centre_xy: tuple[float, float],
+        n_rays: int = 720,
+        step_mm: float = 0.005,
+        max_depth_mm: float | None = None,
+    ):
+        if not (isinstance(labels, np.ndarray) and labels.ndim == 2 and labels.dtype == np.uint8):
+            raise ValueError(f"labels must be a 2-D uint8 array, got {getattr(labels, 'shape', None)}")
+        table = np.asarray(lut)
+        if table.shape != (256,) or table.dtype != np.uint8:
+            raise ValueError(f"lut must be 256 uint8 channel masks, got {table.shape} {table.dtype}")
+        if not 1 <= int(n_channels) <= 8:
+            raise ValueError(f"n_channels must be 1..8, got {n_channels}")
+        n_rows, n_cols = labels.shape
+        radius_axis = _vector("column_radius_mm", column_radius_mm)
+        angle_axis = _vector("angles_rad", angles_rad)
+        if radius_axis.size != n_cols or angle_axis.size != n_rows:
+            raise ValueError(
+                f"mask shape {labels.shape} does not match angles_rad ({angle_axis.size},) x "
+                f"column_radius_mm ({radius_axis.size},)"
+            )
+        self._first_radius, self._column_step = _uniform_axis("column_radius_mm", radius_axis, None)
+        self._first_angle, self._row_step = _uniform_axis("angles_rad", angle_axis, _TWO_PI / n_rows)
+        self.n_rays = _ray_count(n_rays)
+        centre = np.asarray(centre_xy, dtype=np.float64)
+        if centre.shape != (2,) or not np.all(np.isfinite(centre)):
+            raise ValueError(f"centre_xy must be two finite numbers (x, y) in mm, got {centre_xy!r}")
+        self.centre_xy = (float(centre[0]), float(centre[1]))
+        if not (np.isfinite(step_mm) and step_mm > 0.0):
+            raise ValueError(f"step_mm must be positive, got {step_mm}")
+        self.step_mm = float(step_mm)
+        cx, cy = self.centre_xy
+        outer_radius = float(radius_axis[-1]) + 0.5 * self._column_step  # edge of the imaged disc
+        reach = outer_radius + float(np.hypot(cx, cy))
+        depth = reach if max_depth_mm is None else float(max_depth_mm)
+        if not (np.isfinite(depth) and depth > 0.0):
+            raise ValueError(f"max_depth_mm must be positive, got {max_depth_mm}")
+        last_step = int(np.floor(min(depth, reach) / step_mm + 1e-9))
+
+        self._labels = np.ascontiguousarray(labels)
+        self._flat = self._labels.ravel()
+        self._lut = table
+        self._n_rows, self._n_cols = n_rows, n_cols
+        self.n_channels = int(n_channels)
+        self.angles_rad = ray_angles_rad(self.n_rays)
+        self._ux, self._uy = np.cos(self.angles_rad), np.sin(self.angles_rad)
+        first_col, last_col = kernels.channel_row_extents(self._labels, table, self.n_channels)
+        self._first_step, self._stop_step = kernels.ray_windows(
+            first_col, last_col, radius_axis, np.cos(angle_axis), np.sin(angle_axis),
+            self._column_step, self._row_step, cx, cy, self.n_rays, self.step_mm, last_step,
+            _RAY_INDEX_SLACK,
+        )  # fmt: skip
+
+    def profiles(
+        self,
+        channel: int,
+        *,
+        entry_only: bool = False,
+        rays: np.ndarray | None = None,
+        lumen_distance_mm: np.ndarray | None = None,
+    ) -> RayProfiles:
+        """What the rays see of one channel.
+
+        Parameters
+        ----------
+        channel : int
+            Bit of the table (0 .. n_channels - 1).
+        entry_only : bool, default False
+            Stop each ray where it enters the channel: ``first_distance_mm`` and ``hit`` only,
+            ``thickness_mm`` NaN and ``truncated`` False (a surface such as the wall, whose run
+            is the rest of the image, costs a few samples per ray instead of hundreds).
+        rays : numpy.ndarray of bool, shape (n_rays,), optional
+            Only these rays are sampled (the others read as missing the channel).
+        lumen_distance_mm : numpy.ndarray, optional
+            Carried into the result (:meth:`RayProfiles.depth_below_lumen_mm`).
+        """
+        if not 0 <= channel < self.n_channels:
+            raise ValueError(f"channel must be 0..{self.n_channels - 1}, got {channel}")
+        n = self.n_rays
+        sample = np.ones(n, dtype=bool) if rays is None else np.asarray(rays, dtype=bool)
+        if sample.shape != (n,):
+            raise ValueError(f"rays must be ({n},) bool, got shape {sample.shape}")
+        hit = np.zeros(n, dtype=bool)
+        truncated = np.zeros(n, dtype=bool)
+        first = np.full(n, np.nan)
+        thickness = np.full(n, np.nan)
+        cx, cy = self.centre_xy
+        kernels.march_channel(
+            self._flat, self._lut, 1 << channel, self._n_cols, self._n_rows, self._first_radius,
+            self._column_step, self._first_angle, self._row_step, cx, cy, self._ux, self._uy,
+            self._first_step[channel], self._stop_step[channel], sample, bool(entry_only),
+            self.step_mm, hit, first, thickness, truncated,
+        )  # fmt: skip
+        return RayProfiles(self.angles_rad, hit, first, thickness, truncated, lumen_distance_mm)

@@ -8,7 +8,6 @@ map's row angles and column radii (mm from the catheter centre), never assumed.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,41 +147,110 @@ def measure_plaque(
         ``plaque_free_arc_deg``, ``calcium`` {arc_deg, max_thickness_mm}, ``lipid`` {arc_deg,
         min_cap_thickness_mm, tcfa}. A ray's type is the first of calcium, lipid, fibrous it meets
         at least ``cfg.plaque_min_thickness_mm`` thick.
+
+    Notes
+    -----
+    The masks are packed into one bit per type (and one for the wall) of a single map, so all
+    are measured from one pass over it (:class:`engine.clinical.contours.LabelRays`); a caller
+    holding a class map saves the packing with :func:`measure_plaque_labels`.
     """
+    named = [masks[name] for name in PLAQUE_TYPES] + ([] if wall_mask is None else [wall_mask])
+    named = [np.ascontiguousarray(mask, dtype=bool) for mask in named]  # one compiled layout
+    shape = named[0].shape
+    for mask in named:
+        if mask.shape != shape or mask.ndim != 2:
+            raise ValueError(f"plaque and wall masks must share one 2-D shape, got {mask.shape} and {shape}")
+    bits = np.empty(shape, dtype=np.uint8)
+    kernels.pack_masks(tuple(named), bits)
+    return _plaque_from_map(bits, _BITS_LUT, wall_mask is not None, grid, lumen, n_stored_alines, cfg,
+                            n_rays, step_mm)
+
+
+def measure_plaque_labels(
+    class_map: np.ndarray,
+    plaque_labels: dict[str, int],
+    lumen_labels: tuple[int, ...] | None,
+    grid: PolarGrid,
+    lumen: LumenMeasurement,
+    n_stored_alines: int,
+    cfg: GuidanceConfig,
+    n_rays: int = 720,
+    step_mm: float = 0.005,
+) -> dict:
+    """:func:`measure_plaque` straight from a class map, with no mask made per type.
+
+    Parameters
+    ----------
+    class_map : numpy.ndarray
+        ``(R, C)`` uint8 labels on ``grid``.
+    plaque_labels : dict of str to int
+        The label of ``"calcium"``, ``"lipid"`` and ``"fibrous"`` in ``class_map``.
+    lumen_labels : tuple of int or None
+        Labels that are not wall (lumen, catheter): the wall is every other label, as
+        ``wall_mask`` of :func:`measure_plaque`. None: caps from the lumen contour.
+    grid, lumen, n_stored_alines, cfg, n_rays, step_mm
+        As in :func:`measure_plaque`, whose result this equals for the masks
+        ``class_map == plaque_labels[name]`` and ``~isin(class_map, lumen_labels)``.
+    """
+    lut = np.zeros(256, dtype=np.uint8)
+    for channel, name in enumerate(PLAQUE_TYPES):
+        lut[int(plaque_labels[name])] |= np.uint8(1 << channel)
+    if lumen_labels is not None:
+        wall = np.ones(256, dtype=bool)
+        wall[list(lumen_labels)] = False
+        lut[wall] |= np.uint8(1 << _WALL_CHANNEL)
+    labels = np.asarray(class_map)
+    if labels.dtype != np.uint8:
+        raise ValueError(f"class_map must be uint8, got {labels.dtype}")
+    return _plaque_from_map(labels, lut, lumen_labels is not None, grid, lumen, n_stored_alines, cfg,
+                            n_rays, step_mm)
+
+
+_WALL_CHANNEL = len(PLAQUE_TYPES)  #: bit of the wall after one bit per plaque type
+_BITS_LUT = np.arange(256, dtype=np.uint8)  #: a packed bit map is its own channel table
+
+
+def _plaque_from_map(
+    labels: np.ndarray,
+    lut: np.ndarray,
+    has_wall: bool,
+    grid: PolarGrid,
+    lumen: LumenMeasurement,
+    n_stored_alines: int,
+    cfg: GuidanceConfig,
+    n_rays: int,
+    step_mm: float,
+) -> dict:
+    """:func:`measure_plaque` on a map whose channel ``i`` is ``PLAQUE_TYPES[i]`` (and the wall
+    after them when ``has_wall``)."""
     cx, cy = lumen.centroid_xy
-    # The lumen distance along the rays is the same for every mask: computed once.
+    rays = contours.LabelRays(labels, lut, _WALL_CHANNEL + int(has_wall), grid.column_radius_mm,
+                              grid.angles_rad, (cx, cy), n_rays=n_rays, step_mm=step_mm)
+    # The lumen distance along the rays is the same for every type: computed once.
     lumen_distance = contours.radii_about_point(*lumen.contour_xy, cx, cy, n_rays)
-    profiles = {
-        name: dataclasses.replace(
-            contours.ray_profiles(
-                masks[name], grid.column_radius_mm, grid.angles_rad, (cx, cy), n_rays=n_rays,
-                step_mm=step_mm,
-            ),
-            lumen_distance_mm=lumen_distance,
-        )
-        for name in PLAQUE_TYPES
-    }
-    if wall_mask is not None and profiles["lipid"].hit.any():
-        surface = contours.ray_profiles(
-            wall_mask, grid.column_radius_mm, grid.angles_rad, (cx, cy), n_rays=n_rays, step_mm=step_mm
-        ).first_distance_mm
-        cap_mm = np.maximum(profiles["lipid"].first_distance_mm - surface, 0.0)
+    profiles = [rays.profiles(channel, lumen_distance_mm=lumen_distance) for channel in range(_WALL_CHANNEL)]
+    lipid = profiles[PLAQUE_TYPES.index("lipid")]
+    if has_wall and lipid.hit.any():
+        # Only where a ray meets lipid is its wall entry needed, and only up to the entry.
+        surface = rays.profiles(_WALL_CHANNEL, entry_only=True, rays=lipid.hit).first_distance_mm
+        cap_mm = np.maximum(lipid.first_distance_mm - surface, 0.0)
     else:
-        cap_mm = profiles["lipid"].depth_below_lumen_mm()
+        cap_mm = lipid.depth_below_lumen_mm()
     # Where the lumen wall slopes, a row-quantised map puts staircase notches of about
     # slope x row pitch (~15 um) into a cap; a running median over CAP_SMOOTH_RAYS rays removes
     # them before the minimum is taken.
     cap_mm = _circular_running_median(cap_mm, CAP_SMOOTH_RAYS)
-    ray_type = np.full(n_rays, "", dtype=object)
-    for name in reversed(PLAQUE_TYPES):
-        p = profiles[name]
-        ray_type[p.hit & (p.thickness_mm >= cfg.plaque_min_thickness_mm)] = name
+    # ray_type: 1 + index into PLAQUE_TYPES of the ray's type, 0 for none.
+    ray_type = np.zeros(n_rays, dtype=np.int8)
+    for index in reversed(range(len(PLAQUE_TYPES))):
+        p = profiles[index]
+        ray_type[p.hit & (p.thickness_mm >= cfg.plaque_min_thickness_mm)] = index + 1
     plaques = []
-    for name in PLAQUE_TYPES:
-        p = profiles[name]
-        for first, last in contours.circular_runs(ray_type == name):
-            rays = (np.arange((last - first) % n_rays + 1) + first) % n_rays
-            arc = 360.0 * rays.size / n_rays
+    for index, name in enumerate(PLAQUE_TYPES):
+        p = profiles[index]
+        for first, last in contours.circular_runs(ray_type == index + 1):
+            rays_in_run = (np.arange((last - first) % n_rays + 1) + first) % n_rays
+            arc = 360.0 * rays_in_run.size / n_rays
             if arc < MIN_PLAQUE_ARC_DEG:
                 continue
             ends = []
@@ -191,27 +259,28 @@ def measure_plaque(
                 py = cy + p.lumen_distance_mm[k] * np.sin(p.angles_rad[k])
                 row = np.round(np.arctan2(py, px) % (2 * np.pi) / (2 * np.pi) * n_stored_alines)
                 ends.append(int(row) % n_stored_alines)
-            cap = float(np.nanmin(cap_mm[rays])) if name == "lipid" else None
+            cap = float(np.nanmin(cap_mm[rays_in_run])) if name == "lipid" else None
             plaques.append(
                 {
                     "type": name,
                     "alines": ends,
                     "arc_deg": round(arc, 2),
-                    "max_thickness_mm": round_or_none(float(np.nanmax(p.thickness_mm[rays]))),
+                    "max_thickness_mm": round_or_none(float(np.nanmax(p.thickness_mm[rays_in_run]))),
                     "min_cap_thickness_mm": round_or_none(cap),
                 }
             )
-    calcium_rays = ray_type == "calcium"
-    lipid_rays = ray_type == "lipid"
+    calcium = PLAQUE_TYPES.index("calcium")
+    calcium_rays = ray_type == calcium + 1
+    lipid_rays = ray_type == PLAQUE_TYPES.index("lipid") + 1
     calcium_arc = 360.0 * calcium_rays.mean()
     lipid_arc = 360.0 * lipid_rays.mean()
     min_cap = float(np.nanmin(cap_mm[lipid_rays])) if lipid_rays.any() else None
     return {
         "plaque": plaques,
-        "plaque_free_arc_deg": round(360.0 * float(np.mean(ray_type == "")), 2),
+        "plaque_free_arc_deg": round(360.0 * float(np.mean(ray_type == 0)), 2),
         "calcium": {
             "arc_deg": round(calcium_arc, 2),
-            "max_thickness_mm": round(float(np.nanmax(profiles["calcium"].thickness_mm[calcium_rays])), 4)
+            "max_thickness_mm": round(float(np.nanmax(profiles[calcium].thickness_mm[calcium_rays])), 4)
             if calcium_rays.any()
             else 0.0,
         },

@@ -3,11 +3,12 @@
 Semantics are defined, and tested, against the NumPy references in :mod:`engine.compute.scan_convert`
 and :mod:`engine.compute.preprocess`.
 
-Scan conversion on the CPU is gather-bound (measured: four scattered loads per pixel dominate),
-so the frame is first re-laid into a "quad" buffer: cell ``(a, rho)`` holds the four bilinear
-neighbours ``P[a, rho-z], P[a, rho-z+1], P[a+1, rho-z], P[a+1, rho-z+1]`` of stored rows
-``(a + shift) % A`` and the next one (wrap-around), zero outside the stored columns. Each output
-pixel then does one table load and one gather of a uint64 (four uint16) or of four float32.
+Scan conversion on the CPU is gather-bound: :func:`gather_direct` reads the four bilinear
+neighbours of each output pixel straight from the polar frame in its stored dtype, with the
+per-geometry packed table (display row, radius, weights) and the frame's z offset and seam shift
+applied per pixel, so no frame-sized buffer is written per frame (the "quad" re-layout it
+replaced wrote 4 MiB per uint16 frame and 8 MiB per float frame; it is kept as the reference in
+``tests/engine/compute/quad_reference.py``).
 """
 
 from __future__ import annotations
@@ -22,87 +23,6 @@ _S48 = np.uint64(48)
 _INV_ONE = np.float32(1.0 / 65536.0)
 
 _JIT = dict(parallel=True, fastmath=True, cache=True, boundscheck=False, nogil=True)
-
-
-@numba.njit(**_JIT)
-def build_quad_u16(polar, z, shift, quad, width):
-    """Quad cells of a uint8/uint16 frame: one uint64 = v00 | v01<<16 | v10<<32 | v11<<48."""
-    n_rows, n = polar.shape
-    for a in numba.prange(n_rows):
-        p0 = polar[(a + shift) % n_rows]
-        p1 = polar[(a + 1 + shift) % n_rows]
-        cells = quad[a * width:(a + 1) * width]
-        for rho in range(width):
-            c = rho - z
-            v = np.uint64(0)
-            if 0 <= c < n:
-                v |= np.uint64(p0[c]) | (np.uint64(p1[c]) << _S32)
-            if 0 <= c + 1 < n:
-                v |= (np.uint64(p0[c + 1]) << _S16) | (np.uint64(p1[c + 1]) << _S48)
-            cells[rho] = v
-
-
-@numba.njit(**_JIT)
-def gather_quad_u16(quad, width, packed, out):
-    """Bilinear blend per output pixel from the packed table and uint64 quad cells."""
-    n_out = out.shape[0]
-    last = width - 1
-    for i in numba.prange(n_out):
-        for j in range(n_out):
-            t = packed[i, j]
-            a0 = np.int64(t & _M16)
-            r0 = np.int64((t >> _S16) & _M16)
-            r0 = r0 if r0 < width else last
-            wa = np.float32((t >> _S32) & _M16) * _INV_ONE
-            wc = np.float32(t >> _S48) * _INV_ONE
-            q = quad[a0 * width + r0]
-            v00 = np.float32(q & _M16)
-            v01 = np.float32((q >> _S16) & _M16)
-            v10 = np.float32((q >> _S32) & _M16)
-            v11 = np.float32(q >> _S48)
-            top = v00 + wc * (v01 - v00)
-            bottom = v10 + wc * (v11 - v10)
-            out[i, j] = top + wa * (bottom - top)
-
-
-@numba.njit(**_JIT)
-def build_quad_f32(polar, z, shift, quad, width):
-    """Quad cells of any numeric frame as four float32 (v00, v01, v10, v11)."""
-    n_rows, n = polar.shape
-    for a in numba.prange(n_rows):
-        p0 = polar[(a + shift) % n_rows]
-        p1 = polar[(a + 1 + shift) % n_rows]
-        base = a * width
-        for rho in range(width):
-            c = rho - z
-            inside0 = 0 <= c < n
-            inside1 = 0 <= c + 1 < n
-            quad[base + rho, 0] = np.float32(p0[c]) if inside0 else np.float32(0)
-            quad[base + rho, 1] = np.float32(p0[c + 1]) if inside1 else np.float32(0)
-            quad[base + rho, 2] = np.float32(p1[c]) if inside0 else np.float32(0)
-            quad[base + rho, 3] = np.float32(p1[c + 1]) if inside1 else np.float32(0)
-
-
-@numba.njit(**_JIT)
-def gather_quad_f32(quad, width, packed, out):
-    n_out = out.shape[0]
-    last = width - 1
-    for i in numba.prange(n_out):
-        for j in range(n_out):
-            t = packed[i, j]
-            a0 = np.int64(t & _M16)
-            r0 = np.int64((t >> _S16) & _M16)
-            r0 = r0 if r0 < width else last
-            wa = np.float32((t >> _S32) & _M16) * _INV_ONE
-            wc = np.float32(t >> _S48) * _INV_ONE
-            k = a0 * width + r0
-            v00 = quad[k, 0]
-            v01 = quad[k, 1]
-            v10 = quad[k, 2]
-            v11 = quad[k, 3]
-            top = v00 + wc * (v01 - v00)
-            bottom = v10 + wc * (v11 - v10)
-            out[i, j] = top + wa * (bottom - top)
 
 
 @numba.njit(**_JIT)
@@ -166,3 +86,45 @@ def resample_angular(values, starts, weights, out):
                 src = values[(starts[k] + t) % rows]
                 for j in range(cols):
                     out[k, j] += w * src[j]
+
+
+@numba.njit(**_JIT)
+def gather_direct(polar, packed, z, shift, out):
+    """Bilinear blend per output pixel straight from the polar frame in its stored dtype.
+
+    ``packed`` is the per-geometry table (display row ``a0``, radius ``r0`` in samples and the
+    two 16-bit weights); the frame's z offset and seam shift are applied per pixel, so nothing
+    of the size of the frame is written per frame. Stored columns outside ``0 .. n-1`` read 0.
+    """
+    n_rows, n = polar.shape
+    n_out = out.shape[0]
+    for i in numba.prange(n_out):
+        for j in range(n_out):
+            t = packed[i, j]
+            c = np.int64((t >> _S16) & _M16) - z
+            if c >= n or c < -1:
+                out[i, j] = np.float32(0)
+                continue
+            ra = np.int64(t & _M16) + shift
+            if ra >= n_rows:
+                ra -= n_rows
+            rb = ra + 1
+            if rb >= n_rows:
+                rb = 0
+            wa = np.float32((t >> _S32) & _M16) * _INV_ONE
+            wc = np.float32(t >> _S48) * _INV_ONE
+            if c >= 0 and c + 1 < n:
+                v00 = np.float32(polar[ra, c])
+                v01 = np.float32(polar[ra, c + 1])
+                v10 = np.float32(polar[rb, c])
+                v11 = np.float32(polar[rb, c + 1])
+            else:
+                inside0 = c >= 0
+                inside1 = c + 1 < n
+                v00 = np.float32(polar[ra, c]) if inside0 else np.float32(0)
+                v10 = np.float32(polar[rb, c]) if inside0 else np.float32(0)
+                v01 = np.float32(polar[ra, c + 1]) if inside1 else np.float32(0)
+                v11 = np.float32(polar[rb, c + 1]) if inside1 else np.float32(0)
+            top = v00 + wc * (v01 - v00)
+            bottom = v10 + wc * (v11 - v10)
+            out[i, j] = top + wa * (bottom - top)

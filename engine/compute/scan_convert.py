@@ -323,13 +323,9 @@ class ReferenceScanKernel(ScanKernel):
 
 
 class NumbaScanKernel(ScanKernel):
-    """CPU default: Numba ``prange`` over output rows with the packed table.
-
-    Per frame, the valid rows are first re-laid into a "quad" buffer indexed by (display row,
-    radius in samples) holding the four bilinear neighbours of each cell (z offset, seam shift,
-    wrap-around and the zero background applied there), so that each output pixel does one table
-    load and one gather. uint8/uint16 frames pack the four samples into one uint64; other dtypes
-    use four float32.
+    """CPU default: Numba ``prange`` over output rows with the packed table, gathering the four
+    bilinear neighbours of each pixel straight from the polar frame in its stored dtype
+    (:func:`engine.compute.numba_kernels.gather_direct`): no per-frame buffer but ``out``.
     """
 
     name = "numba"
@@ -341,8 +337,6 @@ class NumbaScanKernel(ScanKernel):
         from engine.compute import numba_kernels
 
         self._k = numba_kernels
-        self._quad = np.zeros(0, np.uint64)
-        self._quad_f = np.zeros((0, 4), np.float32)
 
     def convert(self, polar, table, z_offset_px, row_shift, out=None):
         check_polar(polar, table)
@@ -352,28 +346,12 @@ class NumbaScanKernel(ScanKernel):
             out = np.empty((n_pixels, n_pixels), np.float32)
         check_out(out, table)
         polar = np.ascontiguousarray(polar)
-        # Radius cells from 0 to n + z: the last one holds only background.
-        width = max(key.n_samples + int(z_offset_px) + 1, 1)
-        width = min(width, table.max_radius_samples + 1)
-        cells = key.n_valid_alines * width
         shift = int(row_shift) % key.n_valid_alines
         # Small dynamic chunks: a core shared with another process then slows the frame by its
         # share, instead of making the other thread wait for a whole static half.
         with self._numba.parallel_chunksize(self.CHUNK_ROWS):
-            self._run(polar, table, int(z_offset_px), shift, width, cells, out)
+            self._k.gather_direct(polar, table.packed, int(z_offset_px), shift, out)
         return out
-
-    def _run(self, polar, table, z_offset_px, shift, width, cells, out):
-        if polar.dtype in (np.uint16, np.uint8):
-            if self._quad.shape[0] < cells:
-                self._quad = np.zeros(cells, np.uint64)
-            self._k.build_quad_u16(polar, z_offset_px, shift, self._quad, width)
-            self._k.gather_quad_u16(self._quad, width, table.packed, out)
-        else:
-            if self._quad_f.shape[0] < cells:
-                self._quad_f = np.zeros((cells, 4), np.float32)
-            self._k.build_quad_f32(polar, z_offset_px, shift, self._quad_f, width)
-            self._k.gather_quad_f32(self._quad_f, width, table.packed, out)
 
 
 def _launch_size(n_pixels: int, block: int = 256) -> tuple[tuple[int], tuple[int]]:
@@ -537,7 +515,7 @@ class ScanConverter:
         self.kernel = self.implementation.load()(self.backends)
         warm_geometry = geometry or FrameGeometry(n_alines=64, n_samples=64, aline_spacing_mm=0.01)
         table = self.table(warm_geometry)
-        for dtype in (np.uint16, np.float32):
+        for dtype in (np.uint8, np.uint16, np.float32):
             polar = np.zeros((table.key.n_valid_alines, table.key.n_samples), dtype)
             self.kernel.to_host(self.kernel.convert(polar, table, 0, 0))
 

@@ -8,8 +8,8 @@ import functools
 import cv2
 import numpy as np
 
-from engine.clinical.levels import percentiles
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, polar_to_image
+from engine.display.kernels import strided_percentiles
 from streams.geometry import FrameGeometry
 from streams.pullback import Frame
 from streams.wire.protocol import LMODE_ANGLES_DEG
@@ -157,11 +157,12 @@ def display_grey(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
     """The display image (``(N, N)`` real values) windowed to 8-bit grey.
 
     The window maps the 60th percentile of the image disc (noise floor) to black and the 99.9th
-    to white, estimated on every 4th pixel; one saturating scale-and-round pass writes the
-    uint8 image (into ``out``, an ``(N, N)`` uint8 array, when given: no per-frame allocation).
+    to white, estimated on every 4th pixel (read in place, order statistics by histogram:
+    :func:`engine.display.kernels.strided_percentiles`); one saturating scale-and-round pass
+    writes the uint8 image (into ``out``, an ``(N, N)`` uint8 array, when given: no per-frame
+    allocation for a float32 image).
     """
-    sample = np.asarray(image[::4, ::4], dtype=np.float32)
-    lo, hi = percentiles(sample, (60.0, 99.9)) if sample.size else (0.0, 1.0)
+    lo, hi = strided_percentiles(image, 4, (60.0, 99.9)) if image.size else (0.0, 1.0)
     scale = 255.0 / max(float(hi - lo), 1e-9)
     source = image if image.dtype == np.float32 else np.asarray(image, dtype=np.float32)
     if out is None:

@@ -94,3 +94,54 @@ def test_running_median_equals_numpy(seed):
         np.testing.assert_array_equal(
             measure._circular_running_median(values, width), ref.circular_running_median(values, width)
         )
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_label_rays_equal_numpy_per_channel(seed):
+    """One LabelRays over a map of several overlapping masks equals the reference on each mask;
+    an entry-only march finds the same entry; a ray subset leaves the other rays missed."""
+    rng = np.random.default_rng(seed)
+    masks = [_random_mask(rng) for _ in range(3)]
+    masks.append(masks[0] | masks[2])  # overlapping channels: one label carries two bits
+    bits = np.zeros(masks[0].shape, dtype=np.uint8)
+    for channel, mask in enumerate(masks):
+        bits |= mask.view(np.uint8) << np.uint8(channel)
+    rows, cols = bits.shape
+    angles = 2 * np.pi * np.arange(rows) / rows + rng.uniform(-0.01, 0.01)
+    radii = 0.3 + 0.0125 * np.arange(cols)
+    centre = (float(rng.uniform(-0.4, 0.4)), float(rng.uniform(-0.4, 0.4)))
+    depth = None if seed % 2 else 2.0
+    rays = contours.LabelRays(bits, np.arange(256, dtype=np.uint8), len(masks), radii, angles, centre,
+                              n_rays=720, step_mm=0.00625, max_depth_mm=depth)
+    for channel, mask in enumerate(masks):
+        old = ref.ray_profiles(mask, radii, angles, centre, n_rays=720, step_mm=0.00625, max_depth_mm=depth)
+        new = rays.profiles(channel)
+        np.testing.assert_array_equal(new.hit, old.hit)
+        np.testing.assert_array_equal(new.truncated, old.truncated)
+        np.testing.assert_allclose(new.first_distance_mm, old.first_distance_mm, atol=1e-12)
+        np.testing.assert_allclose(new.thickness_mm, old.thickness_mm, atol=1e-12)
+        subset = rng.random(720) < 0.5
+        entry = rays.profiles(channel, entry_only=True, rays=subset)
+        np.testing.assert_array_equal(entry.hit, old.hit & subset)
+        np.testing.assert_allclose(entry.first_distance_mm, np.where(subset, old.first_distance_mm, np.nan), atol=1e-12)
+        assert np.isnan(entry.thickness_mm).all() and not entry.truncated.any()
+
+
+def test_label_rays_reject_bad_input_with_a_reason():
+    labels = np.zeros((8, 16), dtype=np.uint8)
+    angles, radii = 2 * np.pi * np.arange(8) / 8, 0.1 * np.arange(16)
+    lut = np.zeros(256, dtype=np.uint8)
+    with pytest.raises(ValueError, match="uint8"):
+        contours.LabelRays(labels.astype(np.int16), lut, 1, radii, angles, (0.0, 0.0))
+    with pytest.raises(ValueError, match="lut"):
+        contours.LabelRays(labels, lut[:10], 1, radii, angles, (0.0, 0.0))
+    with pytest.raises(ValueError, match="n_channels"):
+        contours.LabelRays(labels, lut, 9, radii, angles, (0.0, 0.0))
+    with pytest.raises(ValueError, match="does not match"):
+        contours.LabelRays(labels, lut, 1, radii[:5], angles, (0.0, 0.0))
+    rays = contours.LabelRays(labels, lut, 2, radii, angles, (0.0, 0.0), n_rays=16)
+    with pytest.raises(ValueError, match="channel"):
+        rays.profiles(2)
+    with pytest.raises(ValueError, match="rays must be"):
+        rays.profiles(0, rays=np.ones(5, dtype=bool))
+    assert not rays.profiles(1).hit.any()  # an empty channel: no ray sampled, no hit
