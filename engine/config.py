@@ -615,6 +615,7 @@ class DisplayConfig(_Section):
 
 
 _AE_DESTINATION = re.compile(r"^[ -~]{1,16}@[A-Za-z0-9.\-:\[\]]+:[0-9]{1,5}$")
+_DICOMWEB_DESTINATION = re.compile(r"^https?://[^\s?#]+$")  # STOW-RS base URL (engine.hospital.stow)
 
 
 class DicomConfig(_Section):
@@ -625,17 +626,20 @@ class DicomConfig(_Section):
 
     write_sr: bool = _flag(False, doc="Write a DICOM SR of the guidance beside pullback.json.")
     destinations: tuple[str, ...] = Field(
-        (), max_length=16, description="Storage SCPs the SR is sent to, each 'AE_TITLE@HOST:PORT'.",
+        (), max_length=16, description="Where the SR is sent: Storage SCPs 'AE_TITLE@HOST:PORT' (C-STORE) or DICOMweb base URLs "
+        "'http(s)://HOST:PORT/dicom-web' (STOW-RS).",
         json_schema_extra=_meta("", None, None, _ENGINEERING, items="strings"))
 
     @field_validator("destinations")
     @classmethod
     def _destinations(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         for i, value in enumerate(values):
+            if isinstance(value, str) and _DICOMWEB_DESTINATION.match(value.strip()):
+                continue
             if not isinstance(value, str) or not _AE_DESTINATION.match(value.strip()) or \
                     not 1 <= int(value.rsplit(":", 1)[1]) <= 65535:
-                raise ValueError(f"dicom.destinations[{i}]={value!r} is not AE_TITLE@HOST:PORT "
-                                 "(AE title 1-16 characters, port 1..65535)")
+                raise ValueError(f"dicom.destinations[{i}]={value!r} is neither AE_TITLE@HOST:PORT "
+                                 "(AE title 1-16 characters, port 1..65535) nor an http(s):// DICOMweb URL")
         return values
 
 

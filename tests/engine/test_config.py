@@ -246,7 +246,8 @@ def test_every_section_rejects_unknown_keys_and_is_in_config(section):
         ({"scan": {"strict": "yes"}}, r"scan\.strict must be true or false, got 'yes'"),
         ({"display": {"first_aline_deg": 360}}, r"display\.first_aline_deg=360 is outside"),
         ({"dicom": {"destinations": "PACS@10.0.0.1:104"}}, r"dicom\.destinations must be a list"),
-        ({"dicom": {"destinations": ["no-port"]}}, r"destinations\[0\]='no-port' is not AE_TITLE@"),
+        ({"dicom": {"destinations": ["no-port"]}}, r"destinations\[0\]='no-port' is neither AE_TITLE@"),
+        ({"dicom": {"destinations": ["http://pacs host/x"]}}, r"destinations\[0\]=.* nor an http"),
         ({"server": {"frames_endpoint": "tcp://127.0.0.1:99999"}}, "port 99999 is outside 1..65535"),
         ({"server": {"status_endpoint": "127.0.0.1:5557"}}, "is not a ZeroMQ endpoint"),
         ({"server": {"workers": "2"}}, r"server\.workers must be an integer, got '2'"),
@@ -268,5 +269,7 @@ def test_new_section_defaults():
     assert (cfg.dicom.write_sr, cfg.dicom.destinations) == (False, ())
     ok = Config.from_dict({"dicom": {"write_sr": True, "destinations": ["PACS@10.0.0.1:104"]}})
     assert ok.dicom.destinations == ("PACS@10.0.0.1:104",)
+    web = Config.from_dict({"dicom": {"destinations": ["http://127.0.0.1:8042/dicom-web"]}})
+    assert web.dicom.destinations == ("http://127.0.0.1:8042/dicom-web",)
     assert Config.from_dict({"server": {"frames_endpoint": "tcp://127.0.0.1:*"}})
     assert Config.from_dict({"server": {"frames_endpoint": "ipc:///tmp/octguide-frames"}})
