@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 SATURATED = 0.999  #: normalised intensity at which the detector saturates
 SHADOW_BLOCK = 4  #: samples averaged per block when testing the shadow behind a peak
+CONTRAST_HALF_WINDOW_MM = 0.03  #: radial half-window of the neighbours' level at a peak's radius
+SPECULAR_SHADOW_MM = 0.5  #: depth behind a specular peak compared with its neighbours
+SPECULAR_SMOOTH_MM = 0.012  #: half-width of the mean a specular peak's level is taken over
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,24 @@ class MetalDetectorConfig:
     max_step_mm : float
         Neighbouring metal A-lines whose peaks differ more than this in radius belong to different
         objects (a strut next to the guidewire's shadow).
+    specular_margin : float
+        The second test, for a strut whose shadow is only partial (blooming, multiple scattering,
+        another console's point-spread function: tissue signal behind it stays well above the
+        noise floor): a peak this far from the bright-tissue level to full scale...
+    contrast_arc_mm : float
+        ...that stands out from the same radius (+-0.03 mm) of the A-lines this far away along the
+        arc on both sides (beyond a strut's ~0.1-0.15 mm width, inside a wire's 0.27 mm front)...
+    contrast_margin : float
+        ...by at least this fraction of (full scale - bright-tissue level)...
+    shadow_drop : float
+        ...and casts a partial shadow: the mean behind it (``shadow_start_mm`` to 0.5 mm) is
+        darker than those A-lines' at the same radii by this fraction of (tissue - noise)...
+    lumen_fraction : float
+        ...unless it stands in the lumen: those A-lines stay below noise + this fraction of
+        (tissue - noise) at its radius (a malapposed strut: its shadow falls on the wall, far
+        behind it, and the lumen around it is dark). A sheath ring or a guide catheter is the same at every A-line (no
+        contrast), a bright fibrous cap or calcium edge is wide along the arc, lipid's
+        attenuation darkens the neighbours as well.
     """
 
     min_radius_mm: float = 0.40
@@ -62,6 +83,11 @@ class MetalDetectorConfig:
     shadow_fraction: float = 0.3
     max_strut_width_mm: float = 0.2
     max_step_mm: float = 0.2
+    specular_margin: float = 0.6
+    contrast_arc_mm: float = 0.25
+    contrast_margin: float = 0.35
+    shadow_drop: float = 0.08
+    lumen_fraction: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -139,9 +165,20 @@ def detect_metal(
     bright_level = tissue + cfg.peak_margin * (1.0 - tissue)
     shadow_level = noise + cfg.shadow_fraction * (tissue - noise)
     peak_col = np.argmax(pixels[:, first:], axis=1)  # NumPy's SIMD argmax: the one full pass
+    radius0 = float(frame.radius_mm(np.zeros(1))[0])
     peak, metal, refined = _row_peaks(
         pixels, np.float32(scale), first, peak_col, np.float32(bright_level),
         np.float32(shadow_level), int(round(cfg.shadow_start_mm / step)), SHADOW_BLOCK,
+    )
+    _specular_rows(
+        pixels, np.float32(scale), first, peak_col, metal,
+        np.float32(tissue + cfg.specular_margin * (1.0 - tissue)),
+        np.float32(cfg.contrast_margin * (1.0 - tissue)),
+        np.float32(cfg.shadow_drop * (tissue - noise)),
+        np.float32(noise + cfg.lumen_fraction * (tissue - noise)), radius0, step, cfg.contrast_arc_mm,
+        max(1, int(round(CONTRAST_HALF_WINDOW_MM / step))),
+        max(1, int(round(SPECULAR_SMOOTH_MM / step))), int(round(cfg.shadow_start_mm / step)),
+        max(2, int(round(SPECULAR_SHADOW_MM / step))),
     )
     metal = _close_circular(metal)  # a strut or wire edge may miss a row or two to speckle
     _saturated_centres(pixels, np.float32(scale), first, peak_col, metal, peak, np.float32(SATURATED), refined)
@@ -201,6 +238,75 @@ def _row_peaks(pixels, scale, first, peak_col, bright_level, shadow_level, shado
             offset = min(max(np.float32(0.5) * (left - right) / denom, -0.5), 0.5)
         refined[r] = col + first + ((cc - col) + offset)
     return peak, metal, refined
+
+
+@numba.njit(cache=True)
+def _window_mean(pixels, row, centre, half, scale):
+    """Mean of ``pixels[row, centre - half : centre + half + 1]`` (clipped) times ``scale``."""
+    n = pixels.shape[1]
+    lo = max(centre - half, 0)
+    hi = min(centre + half + 1, n)
+    total = np.float32(0.0)
+    for j in range(lo, hi):
+        total += np.float32(pixels[row, j]) * scale
+    return total / np.float32(max(hi - lo, 1))
+
+
+@numba.njit(cache=True)
+def _specular_rows(pixels, scale, first, peak_col, metal, specular_level, contrast_level,
+                   shadow_drop, lumen_level, radius0_mm, step_mm, arc_mm, half_window, smooth, shadow_offset,
+                   depth):
+    """Flag, in ``metal``, the rows whose peak failed the full-shadow test but is specular.
+
+    The peak's level is its mean over ``smooth`` samples either side (a specular surface is
+    wider than one speckle grain, which the phantom's tissue surface reaches full scale with);
+    it must reach ``specular_level``, exceed by ``contrast_level`` the brightest such mean within
+    ``half_window`` samples of its radius on the rows ``arc_mm`` away along the arc on both sides,
+    and either stand in the lumen (that brightest mean at most ``lumen_level``: a malapposed
+    strut, whose shadow falls on the wall far behind it) or its mean over ``depth`` samples
+    from ``shadow_offset`` behind it must be at least ``shadow_drop`` darker than theirs. Only
+    rows with a bright peak are read beyond it. A row whose reference A-lines lie in a full
+    shadow (the guidewire's) is not tested: tissue beside a wire would look like it stands in
+    the lumen.
+    """
+    a, n = pixels.shape
+    shadowed = metal.copy()  # rows behind metal by the full-shadow test: no reference level
+    for r in range(a):
+        if metal[r]:
+            continue
+        c = first + peak_col[r]
+        level = _window_mean(pixels, r, c, smooth, scale)
+        if level < specular_level:
+            continue
+        radius = radius0_mm + c * step_mm
+        if radius <= 0.0:
+            continue
+        k = max(3, int(math.ceil(arc_mm * a / (2.0 * math.pi * radius))))
+        if 2 * k >= a or shadowed[(r - k) % a] or shadowed[(r + k) % a]:
+            continue
+        brightest = np.float32(0.0)
+        for nb in ((r - k) % a, (r + k) % a):
+            for j in range(max(c - half_window, 0), min(c + half_window + 1, n)):
+                v = _window_mean(pixels, nb, j, smooth, scale)
+                if v > brightest:
+                    brightest = v
+        if level - brightest < contrast_level:
+            continue
+        if brightest <= lumen_level:
+            metal[r] = True
+            continue
+        s0 = c + shadow_offset
+        s1 = min(s0 + depth, n)
+        if s1 - s0 < 2:
+            continue
+        own = np.float32(0.0)
+        beside = np.float32(0.0)
+        for j in range(s0, s1):
+            own += np.float32(pixels[r, j]) * scale
+            beside += np.float32(pixels[(r - k) % a, j]) * scale + np.float32(pixels[(r + k) % a, j]) * scale
+        count = np.float32(s1 - s0)
+        if own / count <= np.float32(0.5) * beside / count - shadow_drop:
+            metal[r] = True
 
 
 @numba.njit(cache=True)
@@ -304,6 +410,8 @@ def warm_up() -> None:
         col = np.argmax(pixels[:, 4:], axis=1)
         peak, metal, refined = _row_peaks(pixels, np.float32(1.0), 4, col, np.float32(0.5),
                                           np.float32(0.1), 2, SHADOW_BLOCK)
+        _specular_rows(pixels, np.float32(1.0), 4, col, metal, np.float32(0.5), np.float32(0.1),
+                       np.float32(0.05), np.float32(0.2), 0.1, 0.01, 0.25, 1, 1, 2, 8)
         _saturated_centres(pixels, np.float32(1.0), 4, col, metal, peak, np.float32(SATURATED), refined)
     flags = np.array([True, True, False, True])
     _group(_close_circular(flags), np.ones(4), 0.2, 0.2)
