@@ -74,8 +74,14 @@ from engine.realtime.results import export_pullback
 from engine.realtime.scheduler import FrameJob, FrameScheduler
 from engine.realtime.security import CurveServer, SecurityPolicy, decide
 from engine.realtime.tracker import INDEX_USING_REJECTIONS, PullbackState, PullbackTracker
-from engine.realtime.warmup import WARM_GEOMETRIES, WIRE_DTYPES, prepare_geometry, wire_frame
+from engine.realtime.warmup import (
+    WARM_GEOMETRIES,
+    forget_warm_frames,
+    prepare_geometry,
+    warm_frames,
+)
 from streams.errors import OctguideError
+from streams.geometry import FrameGeometry
 from streams.wire.protocol import (
     LMODE_ANGLES_DEG,
     PROTOCOL_VERSION,
@@ -196,8 +202,9 @@ class Engine:
         self._writer_ready = threading.Event()
         self._errors: list[BaseException] = []
         self._failure_log = FailureLog()
-        self._prepare: list[queue.SimpleQueue] = []  # per worker: geometries to prepare (I/O thread puts)
-        self.warmup: dict = {}  # worker 0's warm-up: frames run, failures, time (status)
+        self._stages: list[AnalysisStage] = []  # every worker's, started and warmed (prepared on START)
+        self._stages_lock = threading.Lock()
+        self.warmup: dict = {}  # worker 0's warm-up: frames run, failures, time; STARTs prepared (status)
         self.dicom_export = DicomExport(config, self.results_dir) if config.dicom.write_sr else None
         self.tracker = PullbackTracker(self.cfg.max_open_pullbacks, self.cfg.max_frames_per_pullback,
                                        self.cfg.pullback_idle_timeout_s, self.cfg.end_grace_s, self.results_dir)
@@ -253,7 +260,6 @@ class Engine:
             self._writer.start()
             self._wait(self._writer_ready, "the case log")
             stages_ready = [threading.Event() for _ in range(cfg.workers)]
-            self._prepare = [queue.SimpleQueue() for _ in range(cfg.workers)]
             for k, ready in enumerate(stages_ready):
                 worker = threading.Thread(target=self._worker_main, args=(k, ready),
                                           name=f"octguide-worker-{k}", daemon=True)
@@ -358,10 +364,11 @@ class Engine:
             wake.connect(self._wake_endpoint)
             grid = CartesianGrid(self.cfg.image_size_px, self.cfg.image_fov_mm)
             orientation = getattr(stage, "orientation", DisplayOrientation())
-            prepared = self._warm_up(k, stage, grid, orientation)
+            self._warm_up(k, stage, grid, orientation)
+            with self._stages_lock:
+                self._stages.append(stage)
             ready.set()
             while True:
-                self._prepare_geometries(k, stage, prepared)
                 job = self.scheduler.take(timeout_s=0.25)
                 if job is None:
                     if self.scheduler.closed:
@@ -381,49 +388,53 @@ class Engine:
             stage.stop()
 
     def _warm_up(self, k: int, stage: AnalysisStage, grid: CartesianGrid,
-                 orientation: DisplayOrientation) -> set:
-        """Run the whole per-frame path on live-typed warm frames (engine/realtime/warmup.py)
-        of every wire dtype and warm geometry, so the first live frame compiles and builds
-        nothing. A warm frame that fails is counted and logged, never fatal (a stage may refuse
-        an all-zero frame). Returns the (geometry, dtype) pairs prepared."""
+                 orientation: DisplayOrientation) -> None:
+        """Run the whole per-frame path on live-typed, realistic warm frames (a phantom
+        cross-section in every wire dtype, then an all-zero frame; engine/realtime/warmup.py) of
+        every warm geometry, so the first live frame compiles and builds nothing; then clear
+        what they left in the stage's cross-frame state. A warm frame that fails is counted and
+        logged, never fatal (a stage may refuse an all-zero frame)."""
         t0 = time.perf_counter()
-        prepared: set = set()
+        frames = lumen = 0
         failed: list[str] = []
         for geometry in WARM_GEOMETRIES:
-            for dtype in WIRE_DTYPES:
-                frame = wire_frame(geometry, dtype)
+            for frame in warm_frames(geometry):
                 job = FrameJob(frame, time.perf_counter_ns(), frame.pixels.nbytes)
                 job.started_ns = job.received_ns
+                frames += 1
                 try:
-                    self._analyse_frame(stage, job, grid, orientation, 0.0, time.perf_counter(),
-                                        image_wanted=self.cfg.render_image,
-                                        display_wanted=self.cfg.render_image)
+                    out = self._analyse_frame(stage, job, grid, orientation, 0.0, time.perf_counter(),
+                                              image_wanted=self.cfg.render_image,
+                                              display_wanted=self.cfg.render_image)
                 except Exception as exc:  # noqa: BLE001 (warm-up is best effort: counted, reported)
-                    failed.append(f"{geometry.n_alines}x{geometry.n_samples} {np.dtype(dtype)}: "
+                    failed.append(f"{geometry.n_alines}x{geometry.n_samples} {frame.pixels.dtype}: "
                                   f"{type(exc).__name__}: {exc}"[:200])
-                prepared.add((geometry, np.dtype(dtype)))
+                    continue
+                lumen += out.record.get("lumen") is not None
+        forget_warm_frames(stage)
         if k == 0:
-            self.warmup = {"frames": len(prepared), "failed": len(failed), "failures": failed[:3],
-                           "ms": round((time.perf_counter() - t0) * 1e3, 1), "geometries_prepared": 0}
+            self.warmup = {"frames": frames, "lumen_frames": lumen, "failed": len(failed),
+                           "failures": failed[:3], "ms": round((time.perf_counter() - t0) * 1e3, 1),
+                           "geometries_prepared": 0}
         if failed:
             log.warning("worker %d: %d warm-up frames failed (first: %s)", k, len(failed), failed[0])
-        return prepared
 
-    def _prepare_geometries(self, k: int, stage: AnalysisStage, prepared: set) -> None:
-        """Build the tables of geometries the I/O thread saw on a START (``_describe``) before
-        taking the next frame; a failure here is the frame's to report, not the worker's."""
-        requests = self._prepare[k] if k < len(self._prepare) else None
-        while requests is not None and not requests.empty():
-            geometry, dtype = requests.get_nowait()
-            if (geometry, dtype) in prepared:
-                continue
-            prepared.add((geometry, dtype))
+    def _prepare_geometry(self, geometry: FrameGeometry, dtype: np.dtype) -> None:
+        """Build a START's geometry tables in every worker's stage, on the I/O thread, before its
+        first frame is offered to the scheduler (cached tables are looked up, not rebuilt; the
+        stages' caches are locked, engine/realtime/warmup.py). A failure is the frame's to
+        report when it is analysed, not the engine's."""
+        t0 = time.perf_counter()
+        with self._stages_lock:
+            stages = list(self._stages)
+        for k, stage in enumerate(stages):
             try:
-                if prepare_geometry(stage, geometry, dtype) and k == 0:
-                    self.warmup["geometries_prepared"] = self.warmup.get("geometries_prepared", 0) + 1
+                prepare_geometry(stage, geometry, dtype)
             except Exception as exc:  # noqa: BLE001 (the frame itself will fail with the reason)
                 log.warning("worker %d: preparing geometry %s failed: %s: %s", k, geometry,
                             type(exc).__name__, exc)
+        self.warmup["geometries_prepared"] = self.warmup.get("geometries_prepared", 0) + 1
+        self.warmup["last_prepare_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
 
     def _analyse(self, stage: AnalysisStage, job: FrameJob, grid: CartesianGrid,
                  orientation: DisplayOrientation) -> FrameOutcome:
@@ -754,8 +765,7 @@ class Engine:
         pb.dtype_code = header.dtype_code
         pb.frame_rate_hz = header.frame_rate_hz
         pb.n_frames_expected = pb.n_frames_expected or header.n_frames
-        for requests in self._prepare:  # tables for this geometry before the frame is analysed
-            requests.put((pb.geometry, np.dtype(header.dtype)))
+        self._prepare_geometry(pb.geometry, np.dtype(header.dtype))  # before the frame is offered
         geometry = {**{k: getattr(pb.geometry, k) for k in (
             "n_alines", "n_samples", "aline_spacing_mm", "refractive_index", "refractive_index_applied",
             "n_padded_alines", "rotation", "intensity")}, "dtype": str(header.dtype),

@@ -638,8 +638,11 @@ def test_the_full_analysis_stage_through_the_engine(tmp_path):
         state = h.wait_pullback(pid, timeout_s=60)
         assert state["state"] == "complete" and state["failed"] == 0
         summary, records = h.results(pid)
-        model = h.status_()["model"]
+        status = h.status_()
+        model = status["model"]
         assert model["sha256"] and summary["model"] == model
+        # warm-up measured a lumen (the lumen, plaque and strut read-out ran before frame 0)
+        assert status["warmup"]["lumen_frames"] >= 1 and status["warmup"]["failed"] == 0
         assert all(r["audit"]["model"]["sha256"] == model["sha256"] for r in records)
         assert any(r["lumen"] is not None for r in records)
         assert {"segment", "detect_metal", "measure"} <= records[0]["latency_ms"].keys()
