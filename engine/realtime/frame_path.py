@@ -8,6 +8,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 
 from engine.analysis.stage import AnalysisStage
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation
@@ -50,6 +53,70 @@ class FailureLog:
                 self._last_s = now
 
 
+class BufferPool:
+    """One worker's reusable uint8 image buffers (burned-in BGR images, grey display images).
+
+    A buffer is lent to one frame's outcome at a time. The I/O thread hands it back
+    (:meth:`give_back`) after publishing, with the ZeroMQ ``MessageTracker`` of the zero-copy
+    send (None when it was not sent): the buffer is reused only once ZeroMQ has let go of it, so
+    a display never receives an image overwritten by a later frame. At most ``max_buffers``
+    buffers are pooled; when all are out (a backlog in the outbox or in ZeroMQ's queues) a fresh
+    array is allocated and counted in ``unpooled`` (never pooled: memory stays bounded).
+
+    >>> pool = BufferPool(max_buffers=1)
+    >>> a = pool.take((4, 4))
+    >>> b = pool.take((4, 4))  # a is out: a fresh, unpooled array
+    >>> pool.give_back(a, None); pool.give_back(b, None)
+    >>> pool.take((4, 4)) is a, pool.unpooled
+    (True, 1)
+    """
+
+    def __init__(self, max_buffers: int = 8):
+        self.max_buffers = max_buffers
+        self.pooled = 0  #: buffers allocated for the pool
+        self.unpooled = 0  #: arrays allocated because every pooled buffer was out
+        self.reused = 0  #: takes served by a pooled buffer again
+        self._free: list[np.ndarray] = []
+        self._sent: list[tuple[np.ndarray, Any]] = []  # given back, ZeroMQ may still hold them
+        self._ids: set[int] = set()  # id() of the pooled buffers
+        self._lock = threading.Lock()
+
+    def take(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A uint8 buffer of ``shape`` (contents undefined)."""
+        with self._lock:
+            still_sending = []
+            for array, tracker in self._sent:
+                if tracker is None or tracker.done:
+                    self._free.append(array)
+                else:
+                    still_sending.append((array, tracker))
+            self._sent = still_sending
+            for i, array in enumerate(self._free):
+                if array.shape == shape:
+                    self.reused += 1
+                    return self._free.pop(i)
+            if self.pooled < self.max_buffers:
+                self.pooled += 1
+                array = np.empty(shape, np.uint8)
+                self._ids.add(id(array))
+                return array
+            if self._free:  # a pooled buffer of another shape (a grid change): replace it
+                self._ids.discard(id(self._free.pop(0)))
+                array = np.empty(shape, np.uint8)
+                self._ids.add(id(array))
+                return array
+            self.unpooled += 1
+        return np.empty(shape, np.uint8)
+
+    def give_back(self, array: np.ndarray | None, tracker: Any) -> None:
+        """Return a buffer lent by :meth:`take` (I/O thread; an unpooled array is dropped)."""
+        if array is None:
+            return
+        with self._lock:
+            if id(array) in self._ids:
+                self._sent.append((array, tracker))
+
+
 class FramePath:
     """The per-frame path of one worker's stage (module docstring).
 
@@ -76,6 +143,8 @@ class FramePath:
         self.render = render
         self._wanted = wanted
         self._failure_log = failure_log
+        self.buffers = BufferPool()  # published images, reused once ZeroMQ has sent them
+        self._grey: np.ndarray | None = None  # the grey image when only the burned-in one is published
 
     def analyse(self, job: FrameJob) -> FrameOutcome:
         """Run the whole per-frame path on one frame; never raises: any exception becomes a
@@ -108,16 +177,25 @@ class FramePath:
         image_wanted, display_wanted = self._wanted() if wanted is None else wanted
         if self.render and (image_wanted or display_wanted) and result.image is not None:
             t = time.perf_counter()
-            grey = display_grey(result.image)
+            shape = result.image.shape[:2]
+            grey = display_grey(result.image, out=self.buffers.take(shape) if display_wanted
+                                else self._scratch_grey(shape))
             if image_wanted:
-                image = burn_overlay(grey, overlay)
+                image = burn_overlay(grey, overlay, out=self.buffers.take((*shape, 3)))
             if display_wanted:
                 lmode = lmode_cuts(grey)
             latency["render"] = (time.perf_counter() - t) * 1e3
         latency["analysis"] = (time.perf_counter() - start) * 1e3
         overlay["latency_ms"] = {k: round(v, 3) for k, v in latency.items()}
         return FrameOutcome(dict(result.record), latency, encode(overlay), image,
-                            grey if display_wanted else None, lmode)
+                            grey if display_wanted else None, lmode, buffers=self.buffers)
+
+    def _scratch_grey(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The worker's grey buffer for a frame whose grey image is not published (only
+        drawn into the burned-in image): reused every frame."""
+        if self._grey is None or self._grey.shape != shape:
+            self._grey = np.empty(shape, np.uint8)
+        return self._grey
 
     def warm_up(self) -> dict:
         """Run the whole path on live-typed, realistic warm frames (a phantom cross-section in
@@ -135,6 +213,8 @@ class FramePath:
                 frames += 1
                 try:
                     out = self.run(job, 0.0, time.perf_counter(), (self.render, self.render))
+                    self.buffers.give_back(out.image, None)
+                    self.buffers.give_back(out.grey, None)
                 except Exception as exc:  # noqa: BLE001 (warm-up is best effort: counted, reported)
                     failed.append(f"{geometry.n_alines}x{geometry.n_samples} {frame.pixels.dtype}: "
                                   f"{type(exc).__name__}: {exc}"[:200])
@@ -147,4 +227,4 @@ class FramePath:
                 "ms": round((time.perf_counter() - t0) * 1e3, 1), "geometries_prepared": 0}
 
 
-__all__ = ["FailureLog", "FramePath"]
+__all__ = ["BufferPool", "FailureLog", "FramePath"]

@@ -110,18 +110,24 @@ class Outcomes:
             parts.append(out.lmode)
         self.publisher.send(topic, envelope, parts)
         envelope.pop("lmode", None)
+        image_tracker = grey_tracker = None
         if out.image is not None and topic == TOPIC_OVERLAY:
             image = out.image
             envelope["image"] = {"shape": list(image.shape), "dtype": "uint8", "colour": "BGR",
                                  "fov_mm": self.image_fov_mm}
-            if self.publisher.send(TOPIC_IMAGE, envelope, [image]):
+            sent, image_tracker = self.publisher.send_tracked(TOPIC_IMAGE, envelope, [image])
+            if sent:
                 self.counters["images_published"] += 1
         if out.grey is not None:  # every lane: a display scrubbing back needs backfill frames too
             grey = out.grey
             envelope["image"] = {"shape": list(grey.shape), "dtype": "uint8", "colour": "GREY",
                                  "fov_mm": self.image_fov_mm}
-            if self.publisher.send(TOPIC_DISPLAY, envelope, [grey]):
+            sent, grey_tracker = self.publisher.send_tracked(TOPIC_DISPLAY, envelope, [grey])
+            if sent:
                 self.counters["images_published"] += 1
+        if out.buffers is not None:  # reused by the worker once ZeroMQ has sent them
+            out.buffers.give_back(out.image, image_tracker)
+            out.buffers.give_back(out.grey, grey_tracker)
 
     def acknowledged(self, pullback_id: str, frames: list[int]) -> None:
         """The writer committed these frames' records."""

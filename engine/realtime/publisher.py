@@ -66,22 +66,29 @@ class Publisher:
         """Publish on the overlay socket without ever blocking; counts messages that no display
         subscribes to. Returns whether the message went out (then it took the topic's next
         ``seq``)."""
+        return self.send_tracked(topic, envelope, parts, track=False)[0]
+
+    def send_tracked(self, topic: bytes, envelope: dict, parts: list, track: bool = True
+                     ) -> tuple[bool, zmq.MessageTracker | None]:
+        """:meth:`send`, also returning the ``MessageTracker`` of the zero-copy send (None when
+        nothing was sent): ``tracker.done`` once ZeroMQ no longer reads ``parts``' buffers."""
         subscribed = any(topic.startswith(s) for s in self.subscriptions)
         overlay = topic in (TOPIC_OVERLAY, TOPIC_BACKFILL)
         if not subscribed:
             if overlay:
                 self.counters["overlays_without_display"] += 1
-            return False
+            return False, None
         seq = self._topic_seq.get(topic, 0) + 1
         envelope["seq"] = seq
         try:
-            self.overlay.send_multipart([topic, encode(envelope), *parts], zmq.NOBLOCK, copy=False)
+            tracker = self.overlay.send_multipart([topic, encode(envelope), *parts], zmq.NOBLOCK,
+                                                  copy=False, track=track)
         except zmq.Again:  # XPUB drops per subscriber at its HWM; this is the whole socket refusing
-            return False
+            return False, None
         self._topic_seq[topic] = seq
         if overlay:
             self.counters["overlays_published"] += 1
-        return True
+        return True, tracker if track else None
 
     def handle_subscriptions(self) -> None:
         """Read the displays' (un)subscriptions off the XPUB socket; the workers render images
