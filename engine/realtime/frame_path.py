@@ -18,6 +18,7 @@ from engine.display.overlay import build_overlay, burn_overlay, display_grey, lm
 from engine.realtime.encoding import encode
 from engine.realtime.messages import FrameOutcome
 from engine.realtime.scheduler import FrameJob
+from engine.realtime.status import WarmupStatus
 from engine.realtime.warmup import WARM_GEOMETRIES, forget_warm_frames, warm_frames
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,7 @@ class FramePath:
             self._grey = np.empty(shape, np.uint8)
         return self._grey
 
-    def warm_up(self) -> dict:
+    def warm_up(self) -> WarmupStatus:
         """Run the whole path on live-typed, realistic warm frames (a phantom cross-section in
         every wire dtype, then an all-zero frame; engine/realtime/warmup.py) of every warm
         geometry, so the first live frame compiles and builds nothing; then clear what they
@@ -223,8 +224,8 @@ class FramePath:
         forget_warm_frames(self.stage)
         if failed:
             log.warning("%d warm-up frames failed (first: %s)", len(failed), failed[0])
-        return {"frames": frames, "lumen_frames": lumen, "failed": len(failed), "failures": failed[:3],
-                "ms": round((time.perf_counter() - t0) * 1e3, 1), "geometries_prepared": 0}
+        return WarmupStatus(frames, lumen, len(failed), tuple(failed[:3]),
+                            round((time.perf_counter() - t0) * 1e3, 1))
 
 
 __all__ = ["BufferPool", "FailureLog", "FramePath"]

@@ -67,7 +67,7 @@ from engine.realtime.publisher import Publisher
 from engine.realtime.scheduler import FrameScheduler
 from engine.realtime.security import CurveServer, SecurityPolicy, decide
 from engine.realtime.sockets import MONITOR_EVENTS, bind_sockets, read_monitor
-from engine.realtime.status import LatencyWindow, counter_snapshot, status_message
+from engine.realtime.status import LatencyWindow, WarmupStatus, counter_snapshot, status_message
 from engine.realtime.tracker import PullbackTracker
 from engine.realtime.workers import WorkerPool
 from engine.realtime.writer import INTERRUPTED_REASON, CaseLogWriter
@@ -154,7 +154,7 @@ class Engine:
         self._sock: dict[str, zmq.Socket] = {}
 
     @property
-    def warmup(self) -> dict:
+    def warmup(self) -> WarmupStatus:
         """Worker 0's warm-up (frames, lumen_frames, failed, ms) and the STARTs prepared (status)."""
         return self.workers.warmup
 

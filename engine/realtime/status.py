@@ -1,13 +1,22 @@
 """The engine's status document (the ``status`` control reply and every heartbeat,
 docs/protocol.md and docs/schemas/status.schema.json), built from the engine's parts; and the
-live end-to-end latency window it reports."""
+live end-to-end latency window it reports.
+
+Sections that are typed here (:class:`Admission`, :class:`WarmupStatus`: frozen dataclasses,
+units in their field descriptions) have their JSON Schema *generated* from the type
+(:func:`section_schema`, pydantic's ``TypeAdapter``) into docs/schemas/status.schema.json, so
+the document and its schema cannot drift apart; the other sections are still described by hand
+in engine/realtime/schemas.py.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
+from pydantic import ConfigDict, Field, TypeAdapter
 
 from engine import __version__
 from engine.realtime.tracker import PullbackState, PullbackTracker
@@ -17,6 +26,50 @@ if TYPE_CHECKING:
     from engine.realtime.server import Engine
 
 LATENCY_WINDOW = 2048  #: live end-to-end times kept for the heartbeat's percentiles
+
+#: Every field of a status section is always present (defaults included), unknown ones never.
+_SECTION = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+Count = Annotated[int, Field(ge=0)]
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The pullback admission policy in force (docs/results.md, "Admission")."""
+
+    __pydantic_config__ = _SECTION
+
+    max_open_pullbacks: Annotated[int, Field(ge=0, description="pullbacks open or ending at once; "
+                                             "a START beyond it is rejected too_many_pullbacks")]
+    open_pullbacks: Annotated[int, Field(ge=0, description="pullbacks open or ending now")]
+    pullback_idle_timeout_s: Annotated[float, Field(description="s of sender silence after which a "
+                                                    "pullback ends incomplete and frees its place")]
+    end_grace_s: Annotated[float, Field(description="s waited for missing frames after END")]
+    max_frames_per_pullback: Annotated[int, Field(ge=0, description="frames; more are rejected "
+                                                  "pullback_too_long")]
+
+
+@dataclass(frozen=True)
+class WarmupStatus:
+    """Worker 0's warm-up before the first live frame, and the STARTs whose geometry tables the
+    I/O thread built since (engine/realtime/warmup.py)."""
+
+    __pydantic_config__ = _SECTION
+
+    frames: Annotated[int, Field(ge=0, description="warm frames run through the whole frame path")]
+    lumen_frames: Annotated[int, Field(ge=0, description="warm frames whose record measured a lumen "
+                                       "(0 for a stage without a model)")]
+    failed: Annotated[int, Field(ge=0, description="warm frames that raised (counted, not fatal)")]
+    failures: Annotated[tuple[str, ...], Field(max_length=3, description="the first failures' reasons")]
+    ms: Annotated[float, Field(ge=0, description="warm-up time, ms")]
+    geometries_prepared: Annotated[int, Field(ge=0, description="STARTs whose tables were built "
+                                              "before their first frame was offered")] = 0
+    last_prepare_ms: Annotated[float | None, Field(description="time of the last START's table "
+                                                   "building on the I/O thread, ms")] = None
+
+
+def section_schema(section: type) -> dict:
+    """The JSON Schema of a typed status section, generated from its dataclass."""
+    return TypeAdapter(section).json_schema(mode="serialization")
 
 
 class LatencyWindow:
@@ -50,14 +103,9 @@ def pullback_status(pb: PullbackState) -> dict:
 
 
 def admission(cfg: Any, tracker: PullbackTracker) -> dict:
-    """The pullback admission policy in force (docs/results.md, "Admission"): at most
-    ``max_open_pullbacks`` open or ending at once (a START beyond it is rejected
-    ``too_many_pullbacks``); a pullback whose sender is silent for ``pullback_idle_timeout_s``
-    ends incomplete and frees its place; ``end_grace_s`` waits for missing frames after END."""
-    return {"max_open_pullbacks": cfg.max_open_pullbacks, "open_pullbacks": tracker.open_count(),
-            "pullback_idle_timeout_s": cfg.pullback_idle_timeout_s,
-            "end_grace_s": cfg.end_grace_s,
-            "max_frames_per_pullback": cfg.max_frames_per_pullback}
+    """The pullback admission policy in force (:class:`Admission`) as status states it."""
+    return asdict(Admission(cfg.max_open_pullbacks, tracker.open_count(), cfg.pullback_idle_timeout_s,
+                            cfg.end_grace_s, cfg.max_frames_per_pullback))
 
 
 def counter_snapshot(counters: dict) -> dict:
@@ -77,7 +125,7 @@ def status_message(engine: Engine) -> dict:
         "config_hash": engine.config_hash,
         "model": engine.model,
         "stage": engine.stage_status,
-        "warmup": engine.warmup,
+        "warmup": asdict(engine.warmup),
         "backends": engine.backends,
         "fallbacks": engine.fallbacks,
         "security": engine.policy.describe() if engine.policy else None,
@@ -93,5 +141,14 @@ def status_message(engine: Engine) -> dict:
     }
 
 
-__all__ = ["LATENCY_WINDOW", "LatencyWindow", "admission", "counter_snapshot", "pullback_status",
-           "status_message"]
+__all__ = [
+    "LATENCY_WINDOW",
+    "Admission",
+    "LatencyWindow",
+    "WarmupStatus",
+    "admission",
+    "counter_snapshot",
+    "pullback_status",
+    "section_schema",
+    "status_message",
+]

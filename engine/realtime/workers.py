@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import zmq
@@ -20,6 +21,7 @@ from engine.realtime.errors import EngineError
 from engine.realtime.frame_path import FailureLog, FramePath
 from engine.realtime.messages import Analysed, Outgoing
 from engine.realtime.scheduler import FrameScheduler
+from engine.realtime.status import WarmupStatus
 from engine.realtime.warmup import prepare_geometry
 from engine.realtime.writer import wake
 from streams.geometry import FrameGeometry
@@ -60,7 +62,7 @@ class WorkerPool:
         self._errors = errors
         self.failure_log = FailureLog()
         self.stage_status: dict = {}  #: worker 0's stage status (model, backends)
-        self.warmup: dict = {}  #: worker 0's warm-up, then the STARTs prepared (status)
+        self.warmup = WarmupStatus(0, 0, 0, (), 0.0)  #: worker 0's warm-up, then STARTs prepared
         self.threads: list[threading.Thread] = []
         self._stages: list[AnalysisStage] = []  # every worker's, started and warmed
         self._lock = threading.Lock()
@@ -136,8 +138,8 @@ class WorkerPool:
             except Exception as exc:  # noqa: BLE001 (the frame itself will fail with the reason)
                 log.warning("worker %d: preparing geometry %s failed: %s: %s", k, geometry,
                             type(exc).__name__, exc)
-        self.warmup["geometries_prepared"] = self.warmup.get("geometries_prepared", 0) + 1
-        self.warmup["last_prepare_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
+        self.warmup = replace(self.warmup, geometries_prepared=self.warmup.geometries_prepared + 1,
+                              last_prepare_ms=round((time.perf_counter() - t0) * 1e3, 3))
 
 
 __all__ = ["WorkerPool"]
