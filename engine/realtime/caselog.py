@@ -8,7 +8,7 @@ history) never block the writer.
 
 The engine acknowledges a frame result only once its row is committed here: "acknowledged"
 means "survives a kill of the engine". One thread owns the connection (SQLite connections are
-not shared between threads); see :class:`engine.realtime.server.Engine`.
+not shared between threads); see :class:`engine.realtime.writer.CaseLogWriter`.
 
 Tables
 ------

@@ -16,6 +16,7 @@ The frame record *dicts* inside stay dicts: they are the results contract
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,9 @@ class FrameOutcome:
         Burned-in BGR image, grey display image, L-mode cuts (uint8), when wanted.
     failed : bool
         The frame's fate is ``failed`` (``record`` is rejected with the reason).
+    buffers : BufferPool or None
+        The worker's pool ``image`` and ``grey`` were lent from: the I/O thread gives them back
+        after publishing (engine/realtime/frame_path.py).
     """
 
     record: dict
@@ -47,6 +51,7 @@ class FrameOutcome:
     grey: np.ndarray | None = None
     lmode: np.ndarray | None = None
     failed: bool = False
+    buffers: Any = None
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from streams.pullback import Frame
@@ -33,9 +33,10 @@ LANES = ("live", "backfill")
 POLICIES = ("skip", "block")
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class FrameJob:
-    """A received frame waiting for analysis.
+    """A received frame waiting for analysis (frozen: the scheduler hands a worker a copy that
+    says which lane it was taken from and when, :meth:`FrameScheduler.take`).
 
     Attributes
     ----------
@@ -45,14 +46,15 @@ class FrameJob:
         ``time.perf_counter_ns()`` when the engine received it: the start of the end-to-end time.
     nbytes : int
         Bytes it holds (payload).
-    overtaken : bool
-        True once a newer frame has taken its place in the live slot.
+    started_ns : int
+        ``time.perf_counter_ns()`` when a worker took it (0 while it waits).
+    lane : str
+        "live" or "backfill": the lane it was taken from ("" while it waits).
     """
 
     frame: Frame
     received_ns: int
     nbytes: int
-    overtaken: bool = False
     started_ns: int = 0
     lane: str = ""
 
@@ -152,16 +154,12 @@ class FrameScheduler:
             self.counters.offered += 1
             live = self._live
             if live is not None and _older(job, live):
-                job.lane = "backfill"
                 self.counters.out_of_order += 1
                 self._backfill.append(job)
             else:
-                if live is not None:
-                    live.overtaken = True
-                    live.lane = "backfill"
+                if live is not None:  # overtaken: analysed on the backfill lane
                     self.counters.overtaken += 1
                     self._backfill.append(live)
-                job.lane = "live"
                 self._live = job
             self._bytes += job.nbytes
             if self.policy == "skip":
@@ -190,15 +188,14 @@ class FrameScheduler:
                     return None
                 self._cond.wait(remaining)
             if self._live is not None:
-                job, self._live = self._live, None
+                job, lane, self._live = self._live, "live", None
                 self.counters.taken_live += 1
             else:
-                job = self._backfill.popleft()
+                job, lane = self._backfill.popleft(), "backfill"
                 self.counters.taken_backfill += 1
             self._bytes -= job.nbytes
             self._in_flight += 1
-            job.started_ns = time.perf_counter_ns()
-            return job
+            return replace(job, started_ns=time.perf_counter_ns(), lane=lane)
 
     def done(self, job: FrameJob) -> None:
         """A worker finished ``job`` (whatever the outcome)."""

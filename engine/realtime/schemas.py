@@ -5,7 +5,9 @@
 * ``pullback``: ``pullback.json``;
 * ``overlay``: the body of an ``overlay`` / ``backfill`` display message;
 * ``display_envelope``: the first JSON part of every display message (``seq`` per topic);
-* ``status``: the ``status`` control reply and the heartbeat (their common fields).
+* ``status``: the ``status`` control reply and the heartbeat (their common fields); its
+  ``admission`` and ``warmup`` sections are generated from their frozen dataclasses
+  (:mod:`engine.realtime.status`), the rest is still written here.
 
 :func:`schemas` builds them; ``docs/schemas/NAME.schema.json`` are its output, written by
 ``python -m engine.realtime.schemas docs/schemas`` (a test keeps them equal). The schemas are
@@ -20,6 +22,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from engine.realtime.status import Admission, WarmupStatus, section_schema
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_BASE = "https://octguide.invalid/schemas/"  #: $id prefix (not fetched: ids name, never locate)
@@ -199,10 +203,6 @@ def status() -> dict:
                     | {"rejected": {"type": "object", "additionalProperties": COUNT},
                        "skipped": {"type": "object", "additionalProperties": COUNT}},
                     ("received", "accepted", "rejected", "shown", "backfilled", "late", "failed", "skipped"))
-    admission = _obj({"max_open_pullbacks": COUNT, "open_pullbacks": COUNT, "pullback_idle_timeout_s": NUM,
-                      "end_grace_s": NUM, "max_frames_per_pullback": COUNT},
-                     ("max_open_pullbacks", "open_pullbacks", "pullback_idle_timeout_s", "end_grace_s",
-                      "max_frames_per_pullback"), closed=True)
     dicom = _obj({"write_sr": {"type": "boolean"}, "destinations": {"type": "array", "items": {"type": "string"}},
                   "reports_written": COUNT, "report_failures": COUNT, "queued_for_send": COUNT, "sent": COUNT,
                   "send_failures": COUNT, "last_error": STR_OR_NULL}, ("write_sr",))
@@ -220,14 +220,14 @@ def status() -> dict:
             "config_hash": {"type": "string"},
             "model": {"type": "object"},
             "stage": {"type": "object"},
-            "warmup": {"type": "object"},
+            "warmup": section_schema(WarmupStatus),
             "backends": {"type": "object"},
             "fallbacks": {"type": "array", "items": {"type": "string"}},
             "security": {"type": ["object", "null"]},
             "endpoints": {"type": "object", "additionalProperties": {"type": "string"}},
             "counters": counters,
             "scheduler": {"type": "object"},
-            "admission": admission,
+            "admission": section_schema(Admission),
             "dicom": dicom,
             "end_to_end_ms": latency,
             "displays": {"type": "array", "items": {"type": "string"}},

@@ -66,3 +66,21 @@ def test_a_pullback_without_counts_or_with_an_unknown_state_fails():
                 {**good, "counts": {"received": -1}}):
         with pytest.raises(AssertionError):
             validate("pullback", bad)
+
+
+def test_the_typed_status_sections_are_generated_from_their_dataclasses():
+    import json
+    from dataclasses import asdict
+
+    from engine.realtime.status import Admission, WarmupStatus, section_schema
+
+    status = schemas()["status"]["properties"]
+    assert status["warmup"] == section_schema(WarmupStatus)
+    assert status["admission"] == section_schema(Admission)
+    section = jsonschema.Draft202012Validator(status["warmup"])
+    good = json.loads(json.dumps(asdict(WarmupStatus(8, 4, 0, (), 1234.5, geometries_prepared=1,
+                                                     last_prepare_ms=3.2))))  # as the wire has it
+    assert not list(section.iter_errors(good))
+    for broken in ({**good, "frames": -1}, {**good, "surprise": 1},
+                   {k: v for k, v in good.items() if k != "lumen_frames"}):
+        assert list(section.iter_errors(broken))

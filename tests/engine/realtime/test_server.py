@@ -638,8 +638,11 @@ def test_the_full_analysis_stage_through_the_engine(tmp_path):
         state = h.wait_pullback(pid, timeout_s=60)
         assert state["state"] == "complete" and state["failed"] == 0
         summary, records = h.results(pid)
-        model = h.status_()["model"]
+        status = h.status_()
+        model = status["model"]
         assert model["sha256"] and summary["model"] == model
+        # warm-up measured a lumen (the lumen, plaque and strut read-out ran before frame 0)
+        assert status["warmup"]["lumen_frames"] >= 1 and status["warmup"]["failed"] == 0
         assert all(r["audit"]["model"]["sha256"] == model["sha256"] for r in records)
         assert any(r["lumen"] is not None for r in records)
         assert {"segment", "detect_metal", "measure"} <= records[0]["latency_ms"].keys()
@@ -655,16 +658,16 @@ def test_reject_reasons_reported_are_the_documented_ones():
 
 
 def test_an_overlay_build_that_raises_is_a_failed_frame_and_the_engine_keeps_serving(start_engine, monkeypatch):
-    from engine.realtime import server
+    from engine.realtime import frame_path
 
-    real = server.build_overlay
+    real = frame_path.build_overlay
 
     def flaky(record, frame, *args, **kwargs):
         if frame.index == 1 and frame.pullback_id != "after-failure" and record.get("status") != "rejected":
             raise ValueError("overlay build exploded")
         return real(record, frame, *args, **kwargs)
 
-    monkeypatch.setattr(server, "build_overlay", flaky)
+    monkeypatch.setattr(frame_path, "build_overlay", flaky)
     h = start_engine()
     pid = h.send_pullback(small_pullback(4), fps=60.0)
     state = h.wait_pullback(pid)
