@@ -558,6 +558,23 @@ class MetalConfig(_Section):
         0.2, unit="mm", low=0.01, high=2.0, source=_STRUTS,
         doc="Neighbouring metal A-lines whose peaks differ more than this in radius belong to "
         "different objects.")  # fmt: skip
+    specular_margin: float = _threshold(
+        0.6, unit="fraction", low=0.0, high=1.0, source=_STRUTS,
+        doc="Partial-shadow test: a peak (mean over +-12 um) this far from the bright-tissue "
+        "level to full scale...")  # fmt: skip
+    contrast_arc_mm: float = _threshold(
+        0.25, unit="mm", low=0.05, high=2.0, source=_STRUTS,
+        doc="...compared with the same radius of the A-lines this far along the arc on both sides...")
+    contrast_margin: float = _threshold(
+        0.35, unit="fraction", low=0.0, high=1.0, source=_STRUTS,
+        doc="...stands out from them by this fraction of (full scale - bright-tissue level)...")
+    shadow_drop: float = _threshold(
+        0.08, unit="fraction", low=0.0, high=1.0, source=_STRUTS,
+        doc="...and darkens the 0.5 mm behind it by this fraction of (tissue - noise) relative to them...")
+    lumen_fraction: float = _threshold(
+        0.5, unit="fraction", low=0.0, high=1.0, source=_STRUTS,
+        doc="...unless it stands in the lumen: they stay below noise + this fraction of "
+        "(tissue - noise) at its radius (a malapposed strut).")  # fmt: skip
 
 
 class AnalysisSettings(_Section):

@@ -132,14 +132,13 @@ def frame_record(
 
     grid = seg.grid
     polar = measure.PolarGrid(grid.angle_rad(np.arange(grid.n_alines)), grid.radius_mm(np.arange(grid.n_depth)))
-    masks = {
-        "calcium": seg.class_map == TissueClass.CALCIUM,
-        "lipid": seg.class_map == TissueClass.LIPID,
-        "fibrous": seg.class_map == TissueClass.FIBROUS,
-    }
-    record.update(measure.measure_plaque(
-        masks, polar, lumen, a, cfg, n_rays=PLAQUE_RAYS, step_mm=grid.depth_step_mm / 2,
-        wall_mask=seg.class_map != TissueClass.LUMEN,
+    # Straight from the class map (one pass finds each ray's reach per type; no mask per type):
+    # the same record as measure_plaque on the masks (tests/engine/clinical/test_measure_reference.py).
+    plaque_labels = {"calcium": int(TissueClass.CALCIUM), "lipid": int(TissueClass.LIPID),
+                     "fibrous": int(TissueClass.FIBROUS)}
+    record.update(measure.measure_plaque_labels(
+        seg.class_map, plaque_labels, (int(TissueClass.LUMEN),), polar, lumen, a, cfg,
+        n_rays=PLAQUE_RAYS, step_mm=grid.depth_step_mm / 2,
     ))
     runs = contours.circular_runs(guidewire)
     record["guidewire"] = {"alines": list(max(runs, key=lambda r: (r[1] - r[0]) % a))} if runs else None
