@@ -13,7 +13,9 @@ floor, on most A-lines at the same radius:
    still line up; the ``100 - consistency`` percentile over A-lines of that is above
    ``floor + ring_threshold_db`` exactly where >= ``consistency`` % of A-lines are bright;
 4. rings are the local maxima of that profile within ``max_radius_mm``, separated by a dip of
-   ``min_dip_db``; the catheter's outer radius is the outermost ring plus its half-width.
+   ``min_dip_db``; lines more than ``ghost_db`` weaker than the brightest ring are ghost lines
+   (multiple reflections), not surfaces, and are dropped; the catheter's outer radius is the
+   outermost ring plus its half-width.
 
 Nothing inside :attr:`SheathResult.exclusion_radius_mm` may carry a lumen boundary, a strut or
 plaque. The calibration guard compares the outer radius with the configured catheter's: a
@@ -60,6 +62,10 @@ class SheathConfig:
         Percentile of the frame's dB values taken as the noise floor.
     margin_mm : float
         Added beyond the outer ring's edge for :attr:`SheathResult.exclusion_radius_mm`, mm.
+    ghost_db : float
+        A constant-radius line more than this far below the brightest ring (median over
+        A-lines, dB) is a ghost line (a multiple reflection, some 20 dB weaker than the sheath's
+        surfaces), not a sheath surface: it neither sets the outer radius nor is reported as a ring.
     """
 
     catheter_outer_diameter_mm: float = 0.9
@@ -72,6 +78,7 @@ class SheathConfig:
     wobble_samples: int = 2
     floor_percentile: float = 20.0
     margin_mm: float = 0.02
+    ghost_db: float = 15.0
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.catheter_outer_diameter_mm <= 2.0:
@@ -205,6 +212,10 @@ class SheathDetector:
         profile = to_db(np.partition(np.ascontiguousarray(peaks), kq, axis=1)[: last + 1, kq])
         median = to_db(np.partition(window[: last + 1], km, axis=1)[:, km])
         rings = self._rings(profile, median, floor)
+        if rings:
+            levels = [float(median[int(round(c))]) for c, _ in rings]
+            strongest = max(levels)
+            rings = [ring for ring, level in zip(rings, levels) if level >= strongest - cfg.ghost_db]
         expected = cfg.catheter_outer_diameter_mm / 2.0
         if not rings:
             return self._not_found(floor, scale.source, expected)

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--name", default="octseg", help="file stem and model name (default octseg)"
     )
-    parser.add_argument("--version", default="1.0.1", help="model version for the manifest")
+    parser.add_argument("--version", default="2.0.0", help="model version for the manifest")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument(
         "--epochs", type=_positive, default=None, help="epochs (default: TrainConfig's)"

@@ -48,6 +48,23 @@ def test_rings_at_any_radius_are_found(rings: list[float], seed: int) -> None:
     assert abs(result.noise_floor_db - 12.0) < 4.0
 
 
+def test_a_weak_ghost_line_outside_the_sheath_is_not_its_outer_surface() -> None:
+    """A multiple reflection ~20 dB weaker than the sheath's surfaces, at a constant radius
+    beyond them, must not move the catheter's outer radius (it made a 0.40 mm sheath read as
+    0.56 mm, a calibration mismatch on every frame); a surface only a few dB weaker still counts."""
+    frame = synthetic_frame([0.06, 0.24, 0.36], ring_db=30.0)
+    r = GEOMETRY.radius_mm(np.arange(GEOMETRY.n_samples))
+    ghost = 10.0 * np.exp(-0.5 * ((r - 0.55) / 0.006) ** 2)  # 20 dB below the rings
+    frame = np.clip(frame + np.rint(ghost / SCALE.db_per_count), 0, 65535).astype(np.uint16)
+    result = SheathDetector(SheathConfig(catheter_outer_diameter_mm=0.8)).detect(frame, GEOMETRY)
+    np.testing.assert_allclose(result.rings_mm, [0.06, 0.24, 0.36], atol=0.01)
+    assert result.outer_radius_mm < 0.45 and result.calibration == "ok", result
+    weak_surface = synthetic_frame([0.2], ring_db=30.0) + np.rint(
+        22.0 * np.exp(-0.5 * ((r - 0.4) / 0.006) ** 2) / SCALE.db_per_count).astype(np.uint16)
+    kept = SheathDetector(SheathConfig(catheter_outer_diameter_mm=0.8)).detect(weak_surface, GEOMETRY)
+    np.testing.assert_allclose(kept.rings_mm, [0.2, 0.4], atol=0.01)
+
+
 def test_the_wall_touching_on_some_alines_is_not_a_ring() -> None:
     # The wall comes to 0.55 mm on a few A-lines only: not >= 70 % consistent.
     result = SheathDetector().detect(synthetic_frame([0.4], wall_mm=0.95), GEOMETRY)

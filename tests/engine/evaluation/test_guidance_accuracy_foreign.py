@@ -49,3 +49,27 @@ def test_unknown_source_and_scenario_are_refused():
         evaluate(source="nope")
     with pytest.raises(ValueError, match="unknown foreign scenario"):
         evaluate(["fibrous-stenosis"], source="foreign")
+
+
+CANDIDATE = DEFAULT_MODEL.with_name("octseg-2.0.0.onnx")
+
+
+@pytest.mark.skipif(not CANDIDATE.is_file(), reason="octseg 2.0.0 is not installed")
+def test_an_unfamiliar_catheter_gets_the_right_lumen_or_is_flagged(timed_report):
+    """Issue 16's test: on the foreign renderer (another catheter, noise floor, LUT and
+    geometry) the default model either reads the lumen or flags the frame, never confident and
+    wrong; octseg 2.0.0, trained on the randomised phantom, reads the lumen on every
+    truth-ok frame and leaves most of them unflagged."""
+    from engine.analysis.analyse import FrameAnalyser
+    from engine.analysis.segment import SegmenterConfig
+
+    report, _ = timed_report
+    c = report["confidence"]
+    assert c["bad_frames_flagged"] == c["bad_frames"], c  # the default: wrong only when flagged
+    names = ["foreign-stent-expanded", "foreign-lipid-tcfa"]
+    candidate = evaluate(names, n_frames=6, source="foreign",
+                         analyser=FrameAnalyser(segmenter=SegmenterConfig(model=str(CANDIDATE))))
+    m, c = candidate["metrics"], candidate["confidence"]
+    assert c["frames_without_lumen"] == 0 and c["bad_frames"] == 0, c
+    assert m["lumen_dice"] >= 0.97 and m["lumen_area_error_pct"] <= 5.0, m
+    assert c["good_frames_flagged"] <= 0.25 * c["good_frames"], c
