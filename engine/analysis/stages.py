@@ -16,8 +16,10 @@ it is not usable and ``segment.fallback`` names none, that is a one-line
 from __future__ import annotations
 
 import importlib
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from engine.analysis.stage import AnalysisStage, FrameResult
@@ -26,6 +28,7 @@ from engine.clinical import contours
 from engine.compute.backends import BackendRegistry, registry
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, ScanConverter
 from engine.config import Config, ConfigError, MetalConfig, ScanConfig, SegmentConfig
+from models.manifest import MANIFEST_SUFFIX
 from models.runtime import resolve_precision, select_runtime, variant_model
 from streams.pullback import Frame
 
@@ -184,6 +187,34 @@ def _backend(name: str) -> str | None:
     return None if name == "auto" else name
 
 
+def installed_model(spec: str, weights_dir: Path) -> Path:
+    """The model file of the installed model named ``spec`` in ``weights_dir``: a manifest's key
+    (its file stem, ``octseg-2.0.0``) or ``NAME@VERSION`` (``octseg@2.0.0``), as
+    ``[segment] model_version`` and ``octguide model`` name them (the registry in engine.fleet
+    lists the same manifests). The model's checksum is verified when the segmenter loads it.
+
+    Raises
+    ------
+    ConfigError
+        No installed model, or more than one, answers to ``spec`` (one line, with the keys).
+    """
+    found, keys = [], []
+    for manifest in sorted(weights_dir.glob(f"*{MANIFEST_SUFFIX}")):
+        key = manifest.name[: -len(MANIFEST_SUFFIX)]
+        keys.append(key)
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # an unreadable manifest answers to nothing; `octguide model list` says why
+        if spec == key or spec == f"{data.get('name')}@{data.get('version')}":
+            found.append(manifest.parent / str(data.get("file", f"{key}.onnx")))
+    if len(found) != 1:
+        what = "no installed model" if not found else "more than one installed model"
+        raise ConfigError(f"segment.model_version={spec!r}: {what} answers to it in {weights_dir} "
+                          f"(installed: {', '.join(keys) or 'none'})")
+    return found[0]
+
+
 def segmenter_settings(segment: SegmentConfig, backends: BackendRegistry | None = None
                        ) -> tuple[Any, dict]:
     """The :class:`engine.analysis.segment.SegmenterConfig` for ``[segment]``, its runtime
@@ -208,7 +239,10 @@ def segmenter_settings(segment: SegmentConfig, backends: BackendRegistry | None 
         except ValueError:
             precision = resolve_precision(chosen.name, "auto")
     segment_module = importlib.import_module("engine.analysis.segment")
-    model = segment.model or str(variant_model(segment_module.DEFAULT_MODEL, precision))
+    if segment.model_version:
+        model = str(installed_model(segment.model_version, Path(segment_module.DEFAULT_MODEL).parent))
+    else:
+        model = segment.model or str(variant_model(segment_module.DEFAULT_MODEL, precision))
     choice = {"requested": segment.runtime, "fallback": segment.fallback or None,
               "selected": chosen.name, "precision": precision}
     try:

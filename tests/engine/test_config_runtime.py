@@ -122,6 +122,18 @@ def test_int8_runs_the_quantised_variant():
     assert settings.model.endswith("octseg.onnx")
 
 
+def test_model_version_names_an_installed_model_for_the_engine():
+    """`--set segment.model_version=...` reaches the segmenter by key or NAME@VERSION; an
+    unknown or ambiguous one is a one-line config error naming what is installed."""
+    for spec in ("octseg-2.0.0", "octseg@2.0.0"):
+        settings, _ = stages.segmenter_settings(build_config(None, [f"segment.model_version={spec}"]).segment)
+        assert settings.model.endswith("octseg-2.0.0.onnx"), (spec, settings.model)
+    settings, _ = stages.segmenter_settings(build_config(None, ["segment.model_version=octseg@1.0.1"]).segment)
+    assert settings.model.endswith("/octseg.onnx")
+    with pytest.raises(ConfigError, match=r"no installed model answers to it .*installed: .*octseg-2\.0\.0"):
+        stages.segmenter_settings(build_config(None, ["segment.model_version=octseg@9.9.9"]).segment)
+
+
 def test_torch_cuda_is_named_by_config_and_registry_and_fails_clearly():
     assert set(SEGMENT_RUNTIMES) == {i.name for i in IMPLEMENTATIONS["segment"]}
     config = build_config(None, ["segment.runtime=torch-cuda"])
