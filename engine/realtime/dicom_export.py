@@ -23,6 +23,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+MAX_KEEPERS = 8  #: open wire pullbacks whose key-frame candidates are kept at once (~9 frames each)
+
 
 class DicomExport:
     """SR + key images per completed pullback, and their sending (module docstring).
@@ -49,11 +51,37 @@ class DicomExport:
         self.counts = {"reports_written": 0, "report_failures": 0, "queued_for_send": 0,
                        "sent": 0, "send_failures": 0}
         self.last_error: str | None = None
+        self._keepers: dict[str, Any] = {}  # pullback id -> KeyFrameKeeper (I/O thread only)
 
     # called from the I/O thread (cheap: everything happens on the pool's thread) ---------------------
-    def submit(self, pullback_id: str, results_dir: str | Path) -> None:
-        """Write and queue the DICOM of one completed pullback (off the caller's thread)."""
-        self._pool.submit(self._export, pullback_id, Path(results_dir))
+    def offer(self, frame: Any, record: dict) -> None:
+        """Consider an analysed wire frame for the key images (MLA, MSA, worst malapposition):
+        a wire pullback has no IVOCT instance to take them from later, so the few candidates
+        are kept (pixels copied) as they pass (``engine.hospital.wire_frames``). At most
+        :data:`MAX_KEEPERS` pullbacks are tracked; a failure is counted, never raised."""
+        try:
+            keeper = self._keepers.get(frame.pullback_id)
+            if keeper is None:
+                if len(self._keepers) >= MAX_KEEPERS:
+                    self._keepers.pop(next(iter(self._keepers)))  # the oldest open pullback
+                from engine.hospital.wire_frames import KeyFrameKeeper
+
+                keeper = self._keepers[frame.pullback_id] = KeyFrameKeeper(frame.pullback_id)
+            keeper.offer(frame, record)
+        except Exception as exc:  # noqa: BLE001 (key images are a by-product: never the frame's fate)
+            self._fail("report_failures", f"pullback {frame.pullback_id}: key frame not kept: "
+                       f"{type(exc).__name__}: {exc}")
+
+    def discard(self, pullback_id: str) -> None:
+        """Forget the key-frame candidates of a pullback that will get no report."""
+        self._keepers.pop(pullback_id, None)
+
+    def submit(self, pullback_id: str, results_dir: str | Path, n_frames: int | None = None) -> None:
+        """Write and queue the DICOM of one completed pullback (off the caller's thread), with
+        the key images of the frames kept by :meth:`offer`."""
+        keeper = self._keepers.pop(pullback_id, None)
+        kept = keeper.kept(n_frames) if keeper is not None else None
+        self._pool.submit(self._export, pullback_id, Path(results_dir), kept)
 
     def poll(self) -> None:
         """Retry what the outbox holds (one pass at a time; nothing when no destination)."""
@@ -87,11 +115,11 @@ class DicomExport:
         with self._lock:
             self.counts[key] += n
 
-    def _export(self, pullback_id: str, results_dir: Path) -> None:
+    def _export(self, pullback_id: str, results_dir: Path, kept: Any = None) -> None:
         try:
             from engine.hospital.export import write_pullback_dicom
 
-            paths = write_pullback_dicom(results_dir, None, self.config)
+            paths = write_pullback_dicom(results_dir, kept, self.config)
         except Exception as exc:  # noqa: BLE001 (a report that cannot be written is counted, never fatal)
             self._fail("report_failures", f"pullback {pullback_id}: SR not written: {type(exc).__name__}: {exc}")
             return

@@ -90,6 +90,8 @@ class Outcomes:
         end_to_end_ms = (time.perf_counter_ns() - job.received_ns) / 1e6
         envelope["end_to_end_ms"] = round(end_to_end_ms, 3)
         self._publish(topic, envelope, out)
+        if self.dicom_export is not None and record.get("status") == "ok":
+            self.dicom_export.offer(frame, record)
         if fate == "shown":
             self.latency.add(end_to_end_ms)
         self.counters[fate] += 1
@@ -152,7 +154,9 @@ class Outcomes:
             self.counters["guidance_published"] += 1
             self.publisher.send(TOPIC_GUIDANCE, envelope, [dumps(pullback)])
             if self.dicom_export is not None:  # SR + key images, sent: on the export's own thread
-                self.dicom_export.submit(pullback_id, result["results_dir"])
+                self.dicom_export.submit(pullback_id, result["results_dir"], pullback.get("n_frames"))
+        elif self.dicom_export is not None:
+            self.dicom_export.discard(pullback_id)
         self.publisher.event(f"pullback_{pullback['status']}", pullback_id=pullback_id,
                              results_dir=result["results_dir"], reason=pullback.get("reason"),
                              guidance_delay_s=pullback["timing"]["guidance_delay_s"])

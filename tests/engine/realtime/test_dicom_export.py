@@ -50,8 +50,30 @@ def test_a_completed_pullback_gets_an_sr_that_pydicom_reads(tmp_path):
         sr = pydicom.dcmread(next((tmp_path / "r" / "pullbacks" / p.pullback_id / "dicom").glob("sr*.dcm")))
         assert sr.Modality == "SR" and sr.SOPInstanceUID
         assert state["state"] == "complete"
+        assert not h.engine.dicom_export._keepers  # the wire frames kept for it are handed over
     finally:
         h.close()
+
+
+def test_a_wire_pullback_gets_key_images_from_the_frames_the_engine_kept(tmp_path):
+    """A wire pullback has no IVOCT instance: the engine keeps the key-frame candidates as
+    they pass (engine.hospital.wire_frames) and the SR's key images come from them."""
+    from engine.realtime.dicom_export import DicomExport
+
+    export = DicomExport(Config.from_dict({"dicom": {"write_sr": True}}), tmp_path)
+    try:
+        p = small_pullback(6)
+        for frame in p:
+            export.offer(frame, {"frame": frame.index, "status": "ok",
+                                 "lumen": {"area_mm2": 5.0 - 0.5 * frame.index}})
+        assert export._keepers[p.pullback_id].kept() is not None
+        export.discard("no-such-pullback")
+        export.discard(p.pullback_id)
+        assert not export._keepers
+        export.offer(next(iter(p)), {"frame": 0, "status": "ok"})  # a record without numbers
+        assert export.counts["report_failures"] == 0
+    finally:
+        export.close()
 
 
 def test_an_unreachable_pacs_is_counted_and_the_engine_keeps_serving(tmp_path):
