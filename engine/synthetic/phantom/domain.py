@@ -13,6 +13,13 @@ ring at a radius it had never seen for the vessel wall. :func:`draw_domain` and
 * storage: the stored range spans 30-70 dB, starting 12 dB below to 4 dB above the noise floor,
   over a full scale of 1023-65535 counts, stated as the frames' intensity scale;
 * metal (guidewire, strut) brightness 200-3200 (default 900);
+* tissue optics: one attenuation factor shared by all tissue (0.6-1.6x) times one per tissue
+  (0.8-1.25x; lipid 0.8-2x, calcium 0.5-1.25x), and a backscatter factor per tissue (-3..+3 dB;
+  calcium -9..+1 dB, lipid -3..+4 dB), calcium's border reflection 0.1-3x. Another console's
+  wavelength and another lab's tissue read differently: calcium can be far darker against
+  fibrous tissue than Xu 2008's means, lipid can decay faster. The ranges keep the classes'
+  order (calcium dimmer than fibrous tissue and slower to decay than lipid), so a label still
+  means one appearance class;
 * optics: PSF FWHM 8-20 um axial, 18-45 um lateral (speckle grain), focus 0.6-1.8 mm, Rayleigh
   range 0.6-1.4 mm, roll-off 2.5-5 mm.
 
@@ -23,7 +30,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.synthetic.phantom.render import ImagingDomain, Optics
+from engine.synthetic.phantom.render import (
+    ADVENTITIA, CALCIUM, FIBROUS, INTIMA, LIPID, MEDIA, OPTICS, OUTSIDE, ImagingDomain, Optics,
+)
 
 RING_COUNT = (1, 4)
 OUTER_SHEATH_RADIUS_MM = (0.30, 0.50)
@@ -37,6 +46,23 @@ STORED_RANGE_DB = (30.0, 70.0)
 STORED_LOW_VS_FLOOR_DB = (-12.0, 4.0)
 FULL_SCALE = (1023, 65535)
 METAL_PEAK_LOG10 = (2.3, 3.5)
+SHARED_ATTENUATION = (0.6, 1.6)
+ATTENUATION_FACTOR = {"default": (0.8, 1.25), LIPID: (0.8, 2.0), CALCIUM: (0.5, 1.25)}
+BACKSCATTER_DB = {"default": (-3.0, 3.0), LIPID: (-3.0, 4.0), CALCIUM: (-9.0, 1.0)}
+CALCIUM_EDGE_LOG10 = (-1.0, 0.5)
+_TISSUE_CODES = (INTIMA, MEDIA, ADVENTITIA, FIBROUS, LIPID, CALCIUM, OUTSIDE)
+
+
+def draw_tissue(rng: np.random.Generator) -> tuple[tuple[float, float], ...]:
+    """Random (mu_t, mu_b) factors for every row of the optics table (module docstring)."""
+    shared = float(np.exp(rng.uniform(*np.log(SHARED_ATTENUATION))))
+    factors = [(1.0, 1.0)] * len(OPTICS)
+    for code in _TISSUE_CODES:
+        lo, hi = ATTENUATION_FACTOR.get(code, ATTENUATION_FACTOR["default"])
+        mu_t = shared * float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        mu_b = float(10.0 ** (rng.uniform(*BACKSCATTER_DB.get(code, BACKSCATTER_DB["default"])) / 10.0))
+        factors[code] = (mu_t, mu_b)
+    return tuple(factors)
 
 
 def draw_domain(rng: np.random.Generator) -> ImagingDomain:
@@ -61,6 +87,8 @@ def draw_domain(rng: np.random.Generator) -> ImagingDomain:
         stored_range_db=(round(low, 3), round(low + span, 3)),
         full_scale=int(rng.integers(FULL_SCALE[0], FULL_SCALE[1] + 1)),
         metal_peak=float(10.0 ** rng.uniform(*METAL_PEAK_LOG10)),
+        tissue=draw_tissue(rng),
+        calcium_edge=float(10.0 ** rng.uniform(*CALCIUM_EDGE_LOG10)),
     )
 
 
@@ -75,4 +103,4 @@ def draw_optics(rng: np.random.Generator) -> Optics:
     )
 
 
-__all__ = ["draw_domain", "draw_optics"]
+__all__ = ["draw_domain", "draw_optics", "draw_tissue"]

@@ -75,6 +75,12 @@ class ImagingDomain:
         Largest stored value (uint16 frames; 65535 or less).
     metal_peak : float
         Backscatter of metal surfaces (guidewire, struts).
+    tissue : tuple of (float, float)
+        Per optical code (rows of :data:`OPTICS`), factors on its attenuation and backscatter:
+        another console's wavelength and another lab's tissue read differently (calcium darker
+        against fibrous tissue, lipid decaying faster). Empty: the phantom's own table.
+    calcium_edge : float
+        Factor on the reflection at calcium's sharp borders (:data:`CALCIUM_EDGE_MU_B`).
     """
 
     rings: tuple[tuple[float, float], ...] = ((m.SHEATH_INNER_RADIUS_MM, 1.0), (m.CATHETER_RADIUS_MM, 1.0))
@@ -84,6 +90,8 @@ class ImagingDomain:
     stored_range_db: tuple[float, float] = DISPLAY_RANGE_DB
     full_scale: int = 65535
     metal_peak: float = METAL_PEAK
+    tissue: tuple[tuple[float, float], ...] = ()
+    calcium_edge: float = 1.0
 
     def __post_init__(self) -> None:
         lo, hi = self.stored_range_db
@@ -93,6 +101,18 @@ class ImagingDomain:
             raise ValueError(f"full_scale={self.full_scale} must be in 1..65535")
         if not (self.noise_floor > 0.0 and self.catheter_radius_mm > 0.0):
             raise ValueError("noise_floor and catheter_radius_mm must be positive")
+        if self.tissue and (len(self.tissue) != len(OPTICS) or min(min(f) for f in self.tissue) <= 0.0):
+            raise ValueError(f"tissue needs {len(OPTICS)} positive (mu_t, mu_b) factors")
+        if self.calcium_edge < 0.0:
+            raise ValueError(f"calcium_edge={self.calcium_edge} must be >= 0")
+
+    def optics_table(self) -> np.ndarray:
+        """:data:`OPTICS` with this system's tissue factors applied (the table itself when none)."""
+        if not self.tissue:
+            return OPTICS
+        table = OPTICS.copy()
+        table[:, :2] *= np.asarray(self.tissue, dtype=np.float64)
+        return table
 
     def intensity_scale(self, intensity: str) -> IntensityScale:
         """What the stored values mean in dB re I0 (the scale the phantom's frames state)."""
@@ -183,7 +203,7 @@ def _render_rows(
     layers, cat_xy, angles, radii, texture, blocker_front, blocker_back, blocker_label,
     optics, blood_mu_t, line_sigma, system_gain, eel_snr_min,
     signal, specular, labels, shadow, lumen_r, eel_r, eel_visible,
-    rings, catheter_r, metal_peak, noise_floor,
+    rings, catheter_r, metal_peak, noise_floor, calcium_edge_mu_b,
 ):
     n_rows = angles.shape[0]
     n_cols = radii.shape[0]
@@ -242,7 +262,7 @@ def _render_rows(
                 mu_b += LINE_MU_B * (_line((rho - r_iel) / line_sigma) + _line((rho - r_eel) / line_sigma))
             if kind > 1.5 and t_core > 0.02 and rho >= r_lum:
                 # Calcium's sharp borders: refractive-index steps reflect at both interfaces.
-                mu_b += CALCIUM_EDGE_MU_B * (
+                mu_b += calcium_edge_mu_b * (
                     _line((rho - r_lum - t_fib) / line_sigma) + _line((rho - r_lum - t_fib - t_core) / line_sigma)
                 )
             system = system_gain[c]
@@ -367,10 +387,11 @@ def render_frame(
     line_sigma = max(0.007, 0.6 * step)
     _render_rows(
         section.layers, cat_xy, angles, radii, texture, front, back, kind,
-        OPTICS, section.blood_mu_t, line_sigma, _system_gain(radii, optics), optics.eel_visible_snr_db,
+        domain.optics_table(), section.blood_mu_t, line_sigma, _system_gain(radii, optics), optics.eel_visible_snr_db,
         signal, specular, labels, shadow, lumen_r, eel_r, eel_visible,
         np.asarray(domain.rings, dtype=np.float64).reshape(-1, 2), float(domain.catheter_radius_mm),
         float(domain.metal_peak), float(domain.noise_floor) * 10.0 ** (-domain.gain_db / 10.0),
+        CALCIUM_EDGE_MU_B * float(domain.calcium_edge),
     )
     eel_visible &= eel_r < front
     eel_visible &= eel_r <= radii[-1]

@@ -81,3 +81,43 @@ def test_lumen_class_starts_outside_every_ring(two_catheters):
     for r, _ in FOREIGN_LIKE.rings:
         j = round(r / grid.depth_step_mm)
         assert np.all(lumen[rows, j] == 1.0), f"ring at {r} mm is not lumen in the targets"
+
+
+def test_tissue_draws_vary_contrast_but_keep_the_classes_in_order():
+    from engine.synthetic.phantom.render import CALCIUM, FIBROUS, LIPID, OPTICS
+
+    rng = np.random.default_rng(3)
+    calcium_vs_fibrous_db = []
+    for _ in range(400):
+        d = draw_domain(rng)
+        table = d.optics_table()
+        assert table is not OPTICS and np.array_equal(table[:, 2], OPTICS[:, 2])
+        assert table[CALCIUM, 1] < table[FIBROUS, 1]  # calcium stays signal-poor
+        assert table[CALCIUM, 0] < table[LIPID, 0]  # and slower to decay than lipid
+        calcium_vs_fibrous_db.append(10 * np.log10(table[CALCIUM, 1] / table[FIBROUS, 1]))
+        assert 0.1 <= d.calcium_edge <= 3.2
+    own = 10 * np.log10(OPTICS[CALCIUM, 1] / OPTICS[FIBROUS, 1])
+    assert min(calcium_vs_fibrous_db) < own - 9 and max(calcium_vs_fibrous_db) > own + 2
+    assert DEFAULT_DOMAIN.optics_table() is OPTICS
+
+
+def test_a_darker_calcium_system_renders_darker_calcium_under_the_same_labels():
+    from engine.synthetic.phantom.render import CALCIUM, OPTICS
+    from streams.truth import Label
+
+    tissue = [(1.0, 1.0)] * len(OPTICS)
+    tissue[CALCIUM] = (0.6, 0.15)
+    dark = ImagingDomain(tissue=tuple(tissue), calcium_edge=0.2)
+    kwargs = {"seed": 4, "frame_pitch_mm": 3.0, "n_alines": 128, "n_samples": 400,
+              "ranging_depth_mm": 5.0, "z_offset_px": 0}
+    own = generate_pullback("calcified", **kwargs)
+    other = generate_pullback("calcified", domain=dark, **kwargs)
+    labels = np.stack([f.labels for f in own.truth.frames])
+    assert np.array_equal(labels, np.stack([f.labels for f in other.truth.frames]))
+    k = int(np.argmax((labels == Label.CALCIUM).sum(axis=(1, 2))))
+    calcium = labels[k] == Label.CALCIUM
+    assert calcium.sum() > 300
+    drop = own.frames[k][calcium].astype(float).mean() - other.frames[k][calcium].astype(float).mean()
+    assert drop > 0.05 * 65535 * 6 / 70  # at least ~6 dB darker on the 70 dB stored range
+    with pytest.raises(ValueError, match="tissue needs"):
+        ImagingDomain(tissue=((1.0, 1.0),))
