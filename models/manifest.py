@@ -186,6 +186,44 @@ def manifest_path_for(model_or_manifest: Path) -> Path:
     return path.with_name(path.name.rsplit(".", 1)[0] + MANIFEST_SUFFIX)
 
 
+class ModelLookupError(OctguideError):
+    """No installed model, or more than one, answers to a name."""
+
+
+def find_installed(spec: str, weights_dir: Path) -> Path:
+    """The manifest of the one installed model in ``weights_dir`` that ``spec`` names: its key
+    (the file stem, ``octseg-2.0.0``), ``NAME@VERSION`` (``octseg@2.0.0``) or a bare version,
+    tried in that order (the first kind with any match decides). Nothing is verified here: the
+    caller loads the manifest (:func:`load_manifest`) before anything runs. The one lookup of
+    ``[segment] model_version`` (the engine) and ``octguide model`` (the fleet registry).
+
+    Raises
+    ------
+    ModelLookupError
+        Nothing, or more than one model of the deciding kind, answers (one line, with the keys).
+    """
+    weights_dir = Path(weights_dir)
+    entries = []
+    for manifest in sorted(weights_dir.glob(f"*{MANIFEST_SUFFIX}")):
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}  # an unreadable manifest answers only to its key; loading it says why
+        data = data if isinstance(data, dict) else {}
+        entries.append((manifest.name[: -len(MANIFEST_SUFFIX)], manifest, data.get("name"), data.get("version")))
+    for match in (lambda key, name, version: key == spec,
+                  lambda key, name, version: name is not None and f"{name}@{version}" == spec,
+                  lambda key, name, version: version is not None and version == spec):
+        found = [(key, path) for key, path, name, version in entries if match(key, name, version)]
+        if len(found) == 1:
+            return found[0][1]
+        if len(found) > 1:
+            raise ModelLookupError(f"model {spec!r} is ambiguous: {', '.join(k for k, _ in found)} "
+                                   "(name one by key)")
+    raise ModelLookupError(f"no installed model answers to {spec!r} in {weights_dir} "
+                           f"(installed: {', '.join(e[0] for e in entries) or 'none'})")
+
+
 def sha256_of(path: Path) -> str:
     """Hex sha256 of a file."""
     digest = hashlib.sha256()

@@ -28,7 +28,7 @@ from engine.clinical import contours
 from engine.compute.backends import BackendRegistry, registry
 from engine.compute.scan_convert import CartesianGrid, DisplayOrientation, ScanConverter
 from engine.config import Config, ConfigError, MetalConfig, ScanConfig, SegmentConfig
-from models.manifest import MANIFEST_SUFFIX
+from models.manifest import MANIFEST_SUFFIX, ModelLookupError, find_installed
 from models.runtime import resolve_precision, select_runtime, variant_model
 from streams.pullback import Frame
 
@@ -189,30 +189,25 @@ def _backend(name: str) -> str | None:
 
 def installed_model(spec: str, weights_dir: Path) -> Path:
     """The model file of the installed model named ``spec`` in ``weights_dir``: a manifest's key
-    (its file stem, ``octseg-2.0.0``) or ``NAME@VERSION`` (``octseg@2.0.0``), as
-    ``[segment] model_version`` and ``octguide model`` name them (the registry in engine.fleet
-    lists the same manifests). The model's checksum is verified when the segmenter loads it.
+    (its file stem, ``octseg-2.0.0``), ``NAME@VERSION`` (``octseg@2.0.0``) or a bare version, as
+    ``[segment] model_version`` and ``octguide model`` name them (one lookup for both,
+    :func:`models.manifest.find_installed`). The model's checksum is verified when the segmenter loads it.
 
     Raises
     ------
     ConfigError
         No installed model, or more than one, answers to ``spec`` (one line, with the keys).
     """
-    found, keys = [], []
-    for manifest in sorted(weights_dir.glob(f"*{MANIFEST_SUFFIX}")):
-        key = manifest.name[: -len(MANIFEST_SUFFIX)]
-        keys.append(key)
-        try:
-            data = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # an unreadable manifest answers to nothing; `octguide model list` says why
-        if spec == key or spec == f"{data.get('name')}@{data.get('version')}":
-            found.append(manifest.parent / str(data.get("file", f"{key}.onnx")))
-    if len(found) != 1:
-        what = "no installed model" if not found else "more than one installed model"
-        raise ConfigError(f"segment.model_version={spec!r}: {what} answers to it in {weights_dir} "
-                          f"(installed: {', '.join(keys) or 'none'})")
-    return found[0]
+    try:
+        manifest = find_installed(spec, weights_dir)
+    except ModelLookupError as exc:
+        raise ConfigError(f"segment.model_version={spec!r}: {exc}") from None
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"segment.model_version={spec!r}: {manifest} is not readable ({exc})") from None
+    default = manifest.name[: -len(MANIFEST_SUFFIX)] + ".onnx"
+    return manifest.parent / str(data.get("file", default) if isinstance(data, dict) else default)
 
 
 def segmenter_settings(segment: SegmentConfig, backends: BackendRegistry | None = None

@@ -29,7 +29,9 @@ from engine.config import ConfigError, load_config
 from models.manifest import (
     MANIFEST_SUFFIX,
     Manifest,
+    ModelLookupError,
     ModelManifestError,
+    find_installed,
     load_manifest,
     parse_manifest,
 )
@@ -116,18 +118,10 @@ class ModelRegistry:
             manifest = path if path.name.endswith(MANIFEST_SUFFIX) else path.with_name(
                 path.name.rsplit(".", 1)[0] + MANIFEST_SUFFIX)
             return inspect(manifest)
-        models = self.installed()
-        for match in (lambda m: m.key == spec,
-                      lambda m: m.manifest is not None and f"{m.manifest.name}@{m.manifest.version}" == spec,
-                      lambda m: m.manifest is not None and m.manifest.version == spec):
-            found = [m for m in models if match(m)]
-            if len(found) == 1:
-                return found[0]
-            if len(found) > 1:
-                raise RegistryError(f"model {spec!r} is ambiguous: {', '.join(m.key for m in found)} "
-                                    "(name one by key)")
-        raise RegistryError(f"no installed model {spec!r} in {self.models_dir}; installed: "
-                            f"{', '.join(m.key for m in models) or 'none'}")
+        try:
+            return inspect(find_installed(spec, self.models_dir))
+        except ModelLookupError as exc:
+            raise RegistryError(str(exc)) from None
 
     def active_spec(self, segment: Any = None) -> tuple[str, str]:
         """What names the active model, and where that came from (the precedence of the module

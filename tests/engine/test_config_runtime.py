@@ -130,7 +130,7 @@ def test_model_version_names_an_installed_model_for_the_engine():
         assert settings.model.endswith("octseg-2.0.0.onnx"), (spec, settings.model)
     settings, _ = stages.segmenter_settings(build_config(None, ["segment.model_version=octseg@1.0.1"]).segment)
     assert settings.model.endswith("/octseg.onnx")
-    with pytest.raises(ConfigError, match=r"no installed model answers to it .*installed: .*octseg-2\.0\.0"):
+    with pytest.raises(ConfigError, match=r"no installed model answers to .*installed: .*octseg-2\.0\.0"):
         stages.segmenter_settings(build_config(None, ["segment.model_version=octseg@9.9.9"]).segment)
 
 

@@ -124,3 +124,20 @@ def test_the_int8_variant_agrees_with_the_float_model():
     # falls far below 0.99.
     assert np.mean(a.class_prob.argmax(1) == b.class_prob.argmax(1)) > 0.99
     assert np.abs(a.aline_prob - b.aline_prob).max() < 0.1
+
+
+def test_find_installed_decides_by_key_then_name_at_version_then_version(tmp_path):
+    from models.manifest import ModelLookupError, find_installed
+
+    for key, name, version in (("octseg", "octseg", "1.0.1"), ("octseg-2.0.0", "octseg", "2.0.0"),
+                               ("other", "other", "2.0.0")):
+        (tmp_path / f"{key}.manifest.json").write_text(json.dumps({"name": name, "version": version}))
+    (tmp_path / "broken.manifest.json").write_text("{not json")
+    assert find_installed("octseg", tmp_path).name == "octseg.manifest.json"
+    assert find_installed("octseg@2.0.0", tmp_path).name == "octseg-2.0.0.manifest.json"
+    assert find_installed("1.0.1", tmp_path).name == "octseg.manifest.json"
+    assert find_installed("broken", tmp_path).name == "broken.manifest.json"
+    with pytest.raises(ModelLookupError, match=r"ambiguous: octseg-2\.0\.0, other"):
+        find_installed("2.0.0", tmp_path)
+    with pytest.raises(ModelLookupError, match=r"no installed model answers to 'x@9'.*installed: broken, "):
+        find_installed("x@9", tmp_path)
