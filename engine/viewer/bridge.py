@@ -32,7 +32,6 @@ the pages.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -42,7 +41,14 @@ from websockets.http11 import Request, Response
 
 from engine import __version__
 from engine.viewer.errors import ViewerError
-from engine.viewer.feed import MAX_AXIS_FRAMES, Feed, ImageCache, PullbackView, axis_frames
+from engine.viewer.feed import (
+    MAX_AXIS_FRAMES,
+    Feed,
+    ImageCache,
+    PullbackView,
+    axis_frames,
+    cancel_tasks,
+)
 from engine.viewer.live import MIN_LOST_AFTER_S, EngineFeed
 from engine.viewer.pages import (
     MAX_OUTBOX,
@@ -144,12 +150,7 @@ class ViewerBridge:
         self._tasks.append(asyncio.create_task(self._tick_loop()))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await cancel_tasks(self._tasks)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

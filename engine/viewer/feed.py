@@ -7,6 +7,8 @@ A feed is where the viewer's pullback comes from: a live engine
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -31,6 +33,16 @@ class PullbackView:
     def message(self) -> dict:
         return {"type": "pullback", "pullback_id": self.pullback_id, "n_frames": axis_frames(self.n_frames),
                 "frame_spacing_mm": self.frame_spacing_mm}
+
+
+async def cancel_tasks(tasks: list[asyncio.Task]) -> None:
+    """Cancel ``tasks``, wait until each has finished, and empty the list (a viewer part's stop)."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    tasks.clear()
 
 
 def axis_frames(n: object) -> int | None:
@@ -105,4 +117,4 @@ class Feed:
         raise NotImplementedError
 
 
-__all__ = ["MAX_AXIS_FRAMES", "Feed", "ImageCache", "PullbackView", "axis_frames"]
+__all__ = ["MAX_AXIS_FRAMES", "Feed", "ImageCache", "PullbackView", "axis_frames", "cancel_tasks"]

@@ -22,7 +22,7 @@ import zmq
 import zmq.asyncio
 
 from engine.viewer.engine_link import EngineLink
-from engine.viewer.feed import Feed, ImageCache, PullbackView, axis_frames
+from engine.viewer.feed import Feed, ImageCache, PullbackView, axis_frames, cancel_tasks
 from engine.viewer.pages import FrameEntry, Page, PageSessions
 from engine.viewer.results import record_overlay
 from streams.wire.protocol import (
@@ -88,12 +88,7 @@ class EngineFeed(Feed):
         self._tasks.append(asyncio.create_task(self._engine_loop()))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await cancel_tasks(self._tasks)
         self.link.stop()
 
     def tick(self, now: float) -> None:
