@@ -52,30 +52,37 @@ def test_send_stores_each_instance_once_and_audits_it(orthanc, tmp_path, capsys)
     assert all(r["who"] == orthanc.destination and r["result"] == "ok" for r in sends)
 
 
+def send_through_an_outage(outbox, pacs, files, destination) -> list[dict]:
+    """Queue ``files`` for ``destination`` while ``pacs`` is down, start it PACS_DOWN_S later, and
+    check that every instance arrived exactly once, nothing was lost meanwhile, and the outage is
+    audited as unreachable. Returns the audit's failure rows."""
+    for path, _ in files:
+        assert outbox.enqueue(path, destination)
+    assert not outbox.enqueue(files[-1][0], destination)  # same SOP Instance UID
+    result: dict = {}
+    sender = threading.Thread(target=lambda: result.update(done=outbox.drain(PACS_DOWN_S + 60)))
+    sender.start()
+    time.sleep(PACS_DOWN_S)
+    assert len(outbox.pending()) == len(files)  # nothing lost while down
+    pacs.start()
+    try:
+        sender.join(timeout=PACS_DOWN_S + 90)
+        assert result.get("done") is True
+        assert sorted(pacs.sop_instance_uids()) == sorted(uid for _, uid in files)
+    finally:
+        pacs.stop()
+    failures = outbox.audit.rows("failure")
+    assert failures and all("unreachable" in r["result"] for r in failures)
+    assert sorted(r["what"][0] for r in outbox.audit.rows("send")) == sorted(uid for _, uid in files)
+    assert all(e.state == "sent" for e in outbox.entries())
+    return failures
+
+
 def test_instances_queued_while_the_pacs_is_down_arrive_exactly_once(tmp_path):
     pacs = Orthanc(tmp_path / "orthanc", calling_aes=("OCTGUIDE",), dicom_port=free_port())
-    files = instances(tmp_path / "in", 2)
     config = DicomConfig(retry_initial_s=0.5, retry_max_s=2.0)
     with Outbox(tmp_path / "outbox", config) as outbox:
-        for path, _ in files:
-            assert outbox.enqueue(path, pacs.destination)
-        assert not outbox.enqueue(files[0][0], pacs.destination)  # same SOP Instance UID
-        result: dict = {}
-        sender = threading.Thread(target=lambda: result.update(done=outbox.drain(PACS_DOWN_S + 60)))
-        sender.start()
-        time.sleep(PACS_DOWN_S)
-        assert len(outbox.pending()) == 2  # nothing lost while down
-        pacs.start()
-        try:
-            sender.join(timeout=PACS_DOWN_S + 90)
-            assert result.get("done") is True
-            assert sorted(pacs.sop_instance_uids()) == sorted(uid for _, uid in files)
-        finally:
-            pacs.stop()
-        failures = outbox.audit.rows("failure")
-        assert failures and all("unreachable" in r["result"] for r in failures)
-        assert {r["what"][0] for r in outbox.audit.rows("send")} == {uid for _, uid in files}
-        assert all(e.state == "sent" for e in outbox.entries())
+        send_through_an_outage(outbox, pacs, instances(tmp_path / "in", 2), pacs.destination)
 
 
 @pytest.mark.parametrize("via", ["c-store", "stow-rs"])

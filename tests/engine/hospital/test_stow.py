@@ -4,9 +4,6 @@ verdicts of STOW-RS answers (stored, refused for good, retried)."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 from pydicom.dataset import Dataset
 
@@ -21,7 +18,7 @@ from engine.hospital.config import (
 from engine.hospital.outbox import Outbox
 from engine.hospital.stow import verdict_of
 from tests.engine.hospital.orthanc import Orthanc
-from tests.engine.hospital.test_send import PACS_DOWN_S, instances
+from tests.engine.hospital.test_send import instances, send_through_an_outage
 
 
 def test_send_to_a_dicomweb_url_stores_each_instance_once_and_audits_it(orthanc, tmp_path, capsys):
@@ -41,30 +38,11 @@ def test_send_to_a_dicomweb_url_stores_each_instance_once_and_audits_it(orthanc,
 
 def test_instances_queued_while_the_dicomweb_server_is_down_arrive_exactly_once(tmp_path):
     pacs = Orthanc(tmp_path / "orthanc", calling_aes=("OCTGUIDE",))
-    files = instances(tmp_path / "in", 2)
     config = DicomConfig(retry_initial_s=0.5, retry_max_s=2.0, destinations=(pacs.dicomweb_url,))
     with Outbox(tmp_path / "outbox", config) as outbox:
-        for path, _ in files:
-            assert outbox.enqueue(path, config.parsed_destinations()[0])
-        assert not outbox.enqueue(files[1][0], pacs.dicomweb_url)  # same SOP Instance UID
-        result: dict = {}
-        sender = threading.Thread(target=lambda: result.update(done=outbox.drain(PACS_DOWN_S + 60)))
-        sender.start()
-        time.sleep(PACS_DOWN_S)
-        assert len(outbox.pending()) == 2  # nothing lost while down
-        pacs.start()
-        try:
-            sender.join(timeout=PACS_DOWN_S + 90)
-            assert result.get("done") is True
-            assert sorted(pacs.sop_instance_uids()) == sorted(uid for _, uid in files)
-        finally:
-            pacs.stop()
-        failures = outbox.audit.rows("failure")
-        assert failures and all("unreachable" in r["result"] for r in failures)
+        failures = send_through_an_outage(outbox, pacs, instances(tmp_path / "in", 2),
+                                          config.parsed_destinations()[0])
         assert all(r["detail"].startswith("STOW-RS attempt") for r in failures)
-        sends = outbox.audit.rows("send")
-        assert sorted(r["what"][0] for r in sends) == sorted(uid for _, uid in files)
-        assert all(e.state == "sent" for e in outbox.entries())
 
 
 def _answer(stored: tuple[str, ...] = (), failed: tuple[tuple[str, int], ...] = ()) -> Dataset:
