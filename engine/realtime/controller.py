@@ -20,6 +20,7 @@ from engine.realtime.control import (
     safe_id,
 )
 from engine.realtime.messages import ControlReply
+from engine.realtime.sockets import recv_control
 from engine.realtime.status import pullback_status, status_message
 from engine.realtime.writer import wake
 from streams.wire.protocol import dumps
@@ -41,7 +42,7 @@ class ControlDispatcher:
         counters = self.engine.counters
         while True:
             try:
-                parts = sock.recv_multipart(zmq.NOBLOCK)
+                parts, count = recv_control(sock)
             except zmq.Again:
                 return
             counters["control_requests"] += 1
@@ -51,8 +52,8 @@ class ControlDispatcher:
             route, body = parts[:split], parts[split:]
             request_id = None
             try:
-                if len(body) != 1:
-                    raise ControlRequestError("a request is one message part of JSON")
+                if len(body) != 1 or count != len(parts):
+                    raise ControlRequestError(f"a request is one message part of JSON ({count - split} sent)")
                 request, _ = parse_request(bytes(body[0]), self.engine.cfg.max_frames_per_pullback)
                 request_id = request.id
                 if request.cmd == "results":

@@ -13,7 +13,11 @@ from engine.realtime.security import CurveServer
 
 MONITOR_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-MAX_CONTROL_BYTES = 1 << 20  #: a control message, bytes (the request's own limit is tighter)
+MAX_CONTROL_BYTES = 16 << 20
+"""A control message part, bytes (``ZMQ_MAXMSGSIZE``): anything up to it is read and answered with
+a one-line reason (the request itself may be :data:`engine.realtime.control.MAX_REQUEST_BYTES`);
+a larger part makes libzmq drop that connection (counted ``connections_closed``, logged)."""
+MAX_CONTROL_PARTS = 3  #: [identity, b"", request]: further parts are read and released, not kept
 
 
 def bind_sockets(context: zmq.Context, cfg, curve: CurveServer | None, wake_endpoint: str,
@@ -92,4 +96,19 @@ def read_monitor(monitor: zmq.Socket, name: str, counters: dict, event: Callable
         event("connection", socket=name, detail=what, endpoint=endpoint)
 
 
-__all__ = ["MONITOR_EVENTS", "bind_sockets", "connection_event", "read_monitor"]
+def recv_control(sock: zmq.Socket) -> tuple[list[bytes], int]:
+    """One control message from the ROUTER, read part by part (``zmq.Again`` when none waits):
+    the first :data:`MAX_CONTROL_PARTS` parts and the total count. libzmq bounds a part's size,
+    not a message's part count, so extra parts are released as they are read."""
+    kept: list[bytes] = [sock.recv(zmq.NOBLOCK)]
+    count = 1
+    while sock.rcvmore:
+        part = sock.recv()
+        count += 1
+        if len(kept) < MAX_CONTROL_PARTS:
+            kept.append(part)
+    return kept, count
+
+
+__all__ = ["MAX_CONTROL_BYTES", "MAX_CONTROL_PARTS", "MONITOR_EVENTS", "bind_sockets", "connection_event",
+           "read_monitor", "recv_control"]

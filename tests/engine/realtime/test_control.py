@@ -89,6 +89,49 @@ def test_control_fuzz_against_a_live_engine(start_engine_once, body):
     assert h.status_()["phase"] == "running"
 
 
+@pytest.mark.parametrize("size_mib", [2, 8])
+def test_a_large_control_blob_gets_a_one_line_reply_and_the_engine_lives(start_engine_once, size_mib):
+    """Up to the control socket's 16 MiB part limit a blob is read and answered (a larger part
+    makes libzmq drop the sender's connection, which is counted); extra parts are refused too."""
+    h = start_engine_once
+    sock = h.engine.context.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.rcvtimeo = 10000
+    sock.connect(h.endpoints["control"])
+    try:
+        sock.send_multipart([b"", b"{" + b" " * (size_mib << 20) + b"}"])
+        reply = json.loads(sock.recv_multipart()[-1])
+        assert reply["ok"] is False and "exceeds 65536" in reply["error"] and "\n" not in reply["error"]
+        sock.send_multipart([b"", b'{"cmd": "ping"}', *([b"x" * 1000] * 50)])
+        reply = json.loads(sock.recv_multipart()[-1])
+        assert reply["ok"] is False and "one message part of JSON (51 sent)" in reply["error"]
+        sock.send_multipart([b"", b'{"cmd": "ping", "id": 7}'])
+        reply = json.loads(sock.recv_multipart()[-1])
+        assert reply["ok"] is True and reply["id"] == 7
+    finally:
+        sock.close()
+    assert h.status_()["phase"] == "running"
+
+
+def test_a_part_above_the_wire_limit_drops_only_that_connection_and_is_counted(start_engine_once):
+    from engine.realtime.sockets import MAX_CONTROL_BYTES
+
+    h = start_engine_once
+    closed = h.status_()["counters"]["connections_closed"]
+    sock = h.engine.context.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.rcvtimeo = 1500
+    sock.connect(h.endpoints["control"])
+    try:
+        sock.send_multipart([b"", b" " * (MAX_CONTROL_BYTES + 1)])
+        with pytest.raises(zmq.Again):
+            sock.recv_multipart()
+    finally:
+        sock.close()
+    assert h.status_()["phase"] == "running"
+    assert h.status_()["counters"]["connections_closed"] > closed
+
+
 @pytest.fixture(scope="module")
 def start_engine_once(tmp_path_factory):
     from engine.realtime.server import Engine
