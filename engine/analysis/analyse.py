@@ -280,6 +280,14 @@ class FrameAnalyser:
             record["status"] = "low_confidence"
             record["reason"] = f"{record['reason']}; {why}" if record.get("reason") else why
 
+    def reset(self) -> None:
+        """Forget the state carried from frame to frame (the sheath tracked across frames, the
+        previous frame's lumen area), as at the start of a new pullback."""
+        sheath = getattr(self.segmenter, "sheath", None)
+        if sheath is not None:
+            sheath.reset()
+        self._previous_area = None
+
     def status(self) -> dict:
         return {"segment": self.segmenter.status()}
 

@@ -47,7 +47,8 @@ class AnalysisStage(Protocol):
 
     ``start()`` loads models, opens runtimes and warms up (called in the worker thread, before
     the engine binds its sockets); ``process(frame)`` analyses one frame; ``stop()`` releases
-    everything. ``status()`` reports, at least, ``{"model": {"name", "version", "sha256"},
+    everything. ``reset()``, where a stage has it, forgets state carried from frame to frame
+    (the engine calls it after its warm-up frames). ``status()`` reports, at least, ``{"model": {"name", "version", "sha256"},
     "backends": {...}, "fallbacks": [...]}`` for the status channel and audit records.
     """
 

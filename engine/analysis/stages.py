@@ -158,6 +158,12 @@ class FullAnalysis:
             latency["scan_convert"] = (time.perf_counter() - t) * 1e3
         return FrameResult(frame.pullback_id, frame.index, frame.timestamp_s, record, latency, image)
 
+    def reset(self) -> None:
+        """Forget cross-frame state (:meth:`engine.analysis.analyse.FrameAnalyser.reset`)."""
+        reset = getattr(self.analyser, "reset", None)
+        if callable(reset):
+            reset()
+
     def stop(self) -> None:
         self.analyser.stop()
         if self.converter is not None:

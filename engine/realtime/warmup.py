@@ -143,18 +143,10 @@ def warm_frames(geometry: FrameGeometry) -> list[Frame]:
 
 def forget_warm_frames(stage: Any) -> None:
     """Clear what warm frames left in ``stage``'s cross-frame state: ``stage.reset()`` where the
-    stage has one, else the sheath carried to the next frame and the adjacent-frame lumen area of
-    the stages this repository ships (engine/analysis/: neither has a public reset yet)."""
+    stage has one (the shipped stages do; a stage without cross-frame state needs none)."""
     reset = getattr(stage, "reset", None)
     if callable(reset):
         reset()
-        return
-    analyser = getattr(stage, "analyser", None)
-    sheath = getattr(getattr(analyser, "segmenter", None), "sheath", None)
-    if callable(getattr(sheath, "reset", None)):
-        sheath.reset()
-    if analyser is not None and hasattr(analyser, "_previous_area"):
-        analyser._previous_area = None
 
 
 def prepare_geometry(stage: Any, geometry: FrameGeometry, dtype: np.dtype) -> bool:
