@@ -7,6 +7,7 @@ import json
 import sys
 
 from engine.synthetic.foreign import SCENARIOS as FOREIGN_SCENARIOS
+from streams.errors import OctguideError
 from engine.synthetic.phantom import SCENARIOS
 
 
@@ -24,8 +25,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="phantom (default) or the independent foreign renderer (validation only)")
     p.add_argument("--scenario", action="append", choices=sorted(SCENARIOS) + sorted(FOREIGN_SCENARIOS),
                    help="limit to these (repeatable; names of the chosen source)")
+    p.add_argument("--model", help="model file (.onnx) or installed key / NAME@VERSION to evaluate "
+                                   "(default: the shipped model)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=run)
+
+
+def _analyser(model: str):
+    """The shipped analysis with ``model``: a file, or an installed key or NAME@VERSION."""
+    from pathlib import Path
+
+    from engine.analysis.analyse import FrameAnalyser
+    from engine.analysis.segment import DEFAULT_MODEL, SegmenterConfig
+    from models.manifest import find_installed, load_manifest
+
+    path = Path(model)
+    if not path.exists():
+        path = find_installed(model, Path(DEFAULT_MODEL).parent)
+    path = load_manifest(path).model_path if path.name.endswith(".manifest.json") else path
+    return FrameAnalyser(segmenter=SegmenterConfig(model=str(path)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,9 +54,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"  evaluated {name}", file=sys.stderr)
 
     try:
+        analyser = None if args.model is None else _analyser(args.model)
         report = evaluate(args.scenario, n_frames=args.frames, seed=EVAL_SEED if args.seed is None else args.seed,
-                          progress=progress, source=args.source)
-    except ValueError as e:
+                          analyser=analyser, progress=progress, source=args.source)
+    except (ValueError, OctguideError) as e:
         print(f"eval-guidance: {e}", file=sys.stderr)
         return 2
     if args.json:

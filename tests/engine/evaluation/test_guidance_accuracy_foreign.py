@@ -73,3 +73,15 @@ def test_an_unfamiliar_catheter_gets_the_right_lumen_or_is_flagged(timed_report)
     assert c["frames_without_lumen"] == 0 and c["bad_frames"] == 0, c
     assert m["lumen_dice"] >= 0.97 and m["lumen_area_error_pct"] <= 5.0, m
     assert c["good_frames_flagged"] <= 0.25 * c["good_frames"], c
+
+
+def test_eval_guidance_evaluates_a_named_model_and_refuses_an_unknown_one(capsys):
+    from engine.commands.cli import main
+
+    assert main(["eval-guidance", "--model", "octseg@9.9.9", "--frames", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eval-guidance: no installed model answers to 'octseg@9.9.9'") and err.count("\n") == 1
+    assert main(["eval-guidance", "--model", "octseg@2.0.0", "--frames", "3", "--scenario",
+                 "foreign-stent-expanded", "--source", "foreign", "--json"]) == 0
+    report = __import__("json").loads(capsys.readouterr().out)
+    assert set(report["scenarios"]) == {"foreign-stent-expanded"} and report["metrics"]["lumen_dice"] > 0.5
