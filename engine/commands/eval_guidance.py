@@ -7,8 +7,8 @@ import json
 import sys
 
 from engine.synthetic.foreign import SCENARIOS as FOREIGN_SCENARIOS
-from streams.errors import OctguideError
 from engine.synthetic.phantom import SCENARIOS
+from streams.errors import OctguideError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
