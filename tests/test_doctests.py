@@ -32,10 +32,7 @@ def _modules_with_examples() -> list[str]:
 
 MODULES = _modules_with_examples()
 
-BROKEN = {  # found when this runner first ran them; strict xfail: fixing one makes it fail here
-    "engine.evaluation.guidance_accuracy": "lumen_dice's example expects 0.9050; round() gives 0.905",
-    "engine.realtime.scheduler": "FrameScheduler's example uses np, which its module does not import",
-}
+BROKEN: dict[str, str] = {}  # module -> why its examples fail (strict xfail: a fix makes it fail here)
 
 
 def test_the_modules_the_review_named_are_run():

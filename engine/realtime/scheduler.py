@@ -102,6 +102,7 @@ class FrameScheduler:
 
     Examples
     --------
+    >>> import numpy as np
     >>> from streams.geometry import FrameGeometry
     >>> g = FrameGeometry(16, 16, 0.01)
     >>> job = lambda i: FrameJob(Frame("p", i, 0.0, np.zeros((16, 16), "u2"), g), 0, 512)
