@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -72,19 +73,26 @@ def test_control_fuzz_parses_or_rejects_never_raises_anything_else(raw):
     assert r.n_frames is None or (type(r.n_frames) is int and 1 <= r.n_frames <= MAX)
 
 
+@contextlib.contextmanager
+def raw_dealer(h, timeout_ms: int):
+    """A bare DEALER on the running engine's control endpoint (no client library in the way)."""
+    sock = h.engine.context.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.rcvtimeo = timeout_ms
+    sock.connect(h.endpoints["control"])
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.binary(max_size=200) | requests.map(lambda r: json.dumps(r).encode()))
 def test_control_fuzz_against_a_live_engine(start_engine_once, body):
     h = start_engine_once
-    sock = h.engine.context.socket(zmq.DEALER)
-    sock.linger = 0
-    sock.rcvtimeo = 5000
-    sock.connect(h.endpoints["control"])
-    try:
+    with raw_dealer(h, timeout_ms=5000) as sock:
         sock.send_multipart([b"", body])
         reply = json.loads(sock.recv_multipart()[-1])
-    finally:
-        sock.close()
     assert isinstance(reply["ok"], bool) and (reply["ok"] or reply["error"])
     assert h.status_()["phase"] == "running"
 
@@ -94,11 +102,7 @@ def test_a_large_control_blob_gets_a_one_line_reply_and_the_engine_lives(start_e
     """Up to the control socket's 16 MiB part limit a blob is read and answered (a larger part
     makes libzmq drop the sender's connection, which is counted); extra parts are refused too."""
     h = start_engine_once
-    sock = h.engine.context.socket(zmq.DEALER)
-    sock.linger = 0
-    sock.rcvtimeo = 10000
-    sock.connect(h.endpoints["control"])
-    try:
+    with raw_dealer(h, timeout_ms=10000) as sock:
         sock.send_multipart([b"", b"{" + b" " * (size_mib << 20) + b"}"])
         reply = json.loads(sock.recv_multipart()[-1])
         assert reply["ok"] is False and "exceeds 65536" in reply["error"] and "\n" not in reply["error"]
@@ -108,8 +112,6 @@ def test_a_large_control_blob_gets_a_one_line_reply_and_the_engine_lives(start_e
         sock.send_multipart([b"", b'{"cmd": "ping", "id": 7}'])
         reply = json.loads(sock.recv_multipart()[-1])
         assert reply["ok"] is True and reply["id"] == 7
-    finally:
-        sock.close()
     assert h.status_()["phase"] == "running"
 
 
@@ -118,16 +120,10 @@ def test_a_part_above_the_wire_limit_drops_only_that_connection_and_is_counted(s
 
     h = start_engine_once
     closed = h.status_()["counters"]["connections_closed"]
-    sock = h.engine.context.socket(zmq.DEALER)
-    sock.linger = 0
-    sock.rcvtimeo = 1500
-    sock.connect(h.endpoints["control"])
-    try:
+    with raw_dealer(h, timeout_ms=1500) as sock:
         sock.send_multipart([b"", b" " * (MAX_CONTROL_BYTES + 1)])
         with pytest.raises(zmq.Again):
             sock.recv_multipart()
-    finally:
-        sock.close()
     assert h.status_()["phase"] == "running"
     assert h.status_()["counters"]["connections_closed"] > closed
 
