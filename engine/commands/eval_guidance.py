@@ -37,12 +37,12 @@ def _analyser(model: str):
 
     from engine.analysis.analyse import FrameAnalyser
     from engine.analysis.segment import DEFAULT_MODEL, SegmenterConfig
-    from models.manifest import find_installed, load_manifest
+    from models.manifest import MANIFEST_SUFFIX, find_installed, load_manifest
 
     path = Path(model)
     if not path.exists():
         path = find_installed(model, Path(DEFAULT_MODEL).parent)
-    path = load_manifest(path).model_path if path.name.endswith(".manifest.json") else path
+    path = load_manifest(path).model_path if path.name.endswith(MANIFEST_SUFFIX) else path
     return FrameAnalyser(segmenter=SegmenterConfig(model=str(path)))
 
 

@@ -33,6 +33,7 @@ from models.manifest import (
     ModelManifestError,
     find_installed,
     load_manifest,
+    manifest_path_for,
     parse_manifest,
 )
 from streams.errors import OctguideError
@@ -115,9 +116,7 @@ class ModelRegistry:
     def find(self, spec: str) -> InstalledModel:
         path = Path(spec)
         if path.suffix in (".onnx", ".json") and path.exists():
-            manifest = path if path.name.endswith(MANIFEST_SUFFIX) else path.with_name(
-                path.name.rsplit(".", 1)[0] + MANIFEST_SUFFIX)
-            return inspect(manifest)
+            return inspect(manifest_path_for(path))
         try:
             return inspect(find_installed(spec, self.models_dir))
         except ModelLookupError as exc:
